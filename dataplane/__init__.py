@@ -1,0 +1,1 @@
+"""The `dataplane` command: composes the CLIs of api, scheduler and worker."""

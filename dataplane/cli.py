@@ -1,0 +1,76 @@
+"""`dataplane` console script.
+
+Subcommands load lazily so `dataplane worker` never imports FastAPI and
+`dataplane api` never imports DuckDB; settings are read once here and passed down.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from shared.config import Settings
+
+# name -> "module:attribute" of a click command
+_HELP = {
+    "db": "The jobs store's schema (db upgrade).",
+    "tokens": "Create and revoke API tokens.",
+    "jobs": "Inspect jobs (operators).",
+    "datasets": "Import datasets.",
+    "api": "Serve the HTTP API.",
+    "scheduler": "Run the dispatcher, reaper and refresh schedules.",
+    "worker": "Run a Celery worker for a cluster (and pool).",
+    "dev": "Run everything at once on embedded defaults.",
+    "submit": "Submit an NQL file as a job.",
+    "results": "Print a completed job's results.",
+}
+_COMMANDS = {
+    "db": "dataplane.store_cli:db",
+    "tokens": "dataplane.store_cli:tokens",
+    "jobs": "dataplane.store_cli:jobs",
+    "datasets": "dataplane.store_cli:datasets",
+    "api": "api.cli:api",
+    "scheduler": "scheduler.cli:scheduler",
+    "worker": "worker.cli:worker",
+    "dev": "dataplane.dev:dev",
+    "submit": "dataplane.client_cli:submit",
+    "results": "dataplane.client_cli:results",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Static help: listing commands must not import every subsystem.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, _HELP[name]) for name in sorted(_COMMANDS)])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name and module_name.startswith(error.name):
+                raise click.ClickException(f"'{cmd_name}' is not available in this build") from error
+            raise
+        command: click.Command = getattr(module, attribute)
+        return command
+
+
+@click.group(cls=LazyGroup)
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """dataplane: run NQL jobs on Celery workers and DuckDB."""
+    ctx.obj = Settings()
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    obj: Any = ctx.find_root().obj
+    return obj if isinstance(obj, Settings) else Settings()

@@ -1,0 +1,80 @@
+"""The one settings object. Read once at process start (`Settings()`), then passed down.
+
+Every field is read from the environment with the `DATAPLANE_` prefix
+(`DATAPLANE_DATABASE_URL`, `DATAPLANE_LEASE_SECONDS`, ...). The defaults need no
+server at all: a SQLite jobs store and a SQLite-backed Celery broker under `data_dir`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATAPLANE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".dataplane"), description="Where SQLite, snapshots and staging live.")
+    database_url: str = Field(default="", description="SQLAlchemy URL of the jobs store; default SQLite under data_dir.")
+    broker_url: str = Field(default="", description="Celery broker URL; default an embedded SQLite broker under data_dir.")
+
+    lease_seconds: int = Field(default=30, ge=2, description="A running job's lease; the worker heartbeats at a third of it.")
+    job_timeout_seconds: int = Field(default=3600, ge=1, description="Wall-clock limit of one run.")
+    max_attempts: int = Field(default=3, ge=1, description="Runs a job gets when its worker is lost (poison-query cap).")
+    retry_backoff_seconds: float = Field(default=2.0, ge=0, description="Base of the exponential backoff for infrastructure retries.")
+
+    duckdb_memory_limit: str = Field(default="2GB", description="DuckDB memory_limit per job.")
+    duckdb_threads: int = Field(default=2, ge=1, description="DuckDB threads per job.")
+    duckdb_max_temp_directory_size: str = Field(default="20GB", description="Spill limit per job.")
+
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0, description="Dispatcher sweep period (nudges make it sooner).")
+    reaper_interval_seconds: float = Field(default=2.0, gt=0, description="How often expired leases are looked for.")
+    cancel_poll_seconds: float = Field(default=0.25, gt=0, description="How often a running job checks for cancellation.")
+
+    forecast_exact_max_rows: int = Field(default=1_000_000, ge=0, description="Inputs up to this many rows are counted exactly.")
+    forecast_sample_percent: float = Field(default=5.0, gt=0, le=100, description="Sample size above the threshold.")
+
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg3(cls, url: str) -> str:
+        # Both spellings mean psycopg 3 (SQLAlchemy's bare `postgresql://` would pick psycopg2).
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_data_dir / 'dataplane.sqlite'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.resolved_data_dir / 'broker.sqlite'}"
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.celery_broker_url.startswith(("redis://", "rediss://"))
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.resolved_data_dir / "datasets"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.resolved_data_dir / "staging"
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return max(self.lease_seconds / 3, 0.5)
+
+    def ensure_dirs(self) -> None:
+        for path in (self.resolved_data_dir, self.datasets_dir, self.staging_dir):
+            path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the jobs store; `shared.store.migrate` drives them."""

@@ -1,0 +1,212 @@
+"""SQLAlchemy 2.0 models of the jobs store: jobs, their transition log, datasets,
+snapshots and API tokens. The schema is owned by the Alembic migrations in
+`shared/migrations`; `Base.metadata` must always match them (a test checks it)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.store.types import JSONType, UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    company_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    request_source_type: Mapped[str] = mapped_column(String(32), default="api_user")
+    data_plane_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+    state: Mapped[str] = mapped_column(String(32), default="pending")
+    type: Mapped[str] = mapped_column(String(32))
+    nql: Mapped[str] = mapped_column(Text)
+    # input.dataset_id: the dataset a materialize-view writes (set at submit when known).
+    dataset_id: Mapped[int | None] = mapped_column(BigInteger)
+    stats_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    compiled_sql: Mapped[str | None] = mapped_column(Text)
+
+    executor: Mapped[str | None] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    failures: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    compute_pool_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    execution_cluster: Mapped[str] = mapped_column(String(16), default="shared")
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    retry_limit: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    infra_retries: Mapped[int] = mapped_column(Integer, default=0)
+    statistics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Dispatch bookkeeping: a pending job with published_at NULL is owed a message;
+    # run_after delays a retry (backoff).
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    run_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lease of the current run; the attempt number is the fencing token.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "idempotency_key"),
+        Index("ix_jobs_company_created", "company_id", "created_at"),
+        Index("ix_jobs_company_updated", "company_id", "updated_at"),
+        Index("ix_jobs_company_state_created", "company_id", "state", "created_at"),
+        Index("ix_jobs_company_type_created", "company_id", "type", "created_at"),
+        Index("ix_jobs_company_dataset", "company_id", "dataset_id"),
+        Index("ix_jobs_company_data_plane", "company_id", "data_plane_id"),
+        Index("ix_jobs_dispatch", "state", "published_at"),
+        Index("ix_jobs_lease", "state", "lease_expires_at"),
+    )
+
+
+class JobTag(Base):
+    """One row per (job, tag): makes `tag=` filters an index lookup on any backend."""
+
+    __tablename__ = "job_tags"
+
+    tag: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    __table_args__ = (Index("ix_job_tags_job", "job_id"),)
+
+
+class JobTransition(Base):
+    """Append-only log: one row per state change, written in the same transaction."""
+
+    __tablename__ = "job_transitions"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"))
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_job_transitions_job_id", "job_id", "id"),)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    # Ids are global and chosen by us (or by `datasets import --dataset-id`), never a sequence,
+    # so an imported id can never collide with a later generated one.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    company_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    # [[column name, DuckDB type], ...] in order.
+    schema: Mapped[list[list[str]]] = mapped_column(JSONType, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    write_mode: Mapped[str] = mapped_column(String(16), default="append")
+    # Price of one row for forecasts, in micro-cents USD.
+    price_micro_cents_per_row: Mapped[int] = mapped_column(BigInteger, default=0)
+    current_snapshot_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The NQL of the view that writes this dataset, when it is a materialized view.
+    view_nql: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("company_id", "name"),)
+
+
+class Snapshot(Base):
+    """An immutable list of Parquet files (relative to the datasets dir) and their totals."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    dataset_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("datasets.id"))
+    # A job publishes at most one snapshot, ever: the database enforces it.
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    parent_snapshot_id: Mapped[int | None] = mapped_column(BigInteger)
+    operation: Mapped[str] = mapped_column(String(16))
+    files: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    added_files: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    row_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    added_rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    column_stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    recalculation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_snapshots_dataset", "dataset_id", "created_at"),)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    company_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RefreshSchedule(Base):
+    """A materialized view's REFRESH_SCHEDULE, one per dataset (issue: refresh schedules)."""
+
+    __tablename__ = "refresh_schedules"
+
+    dataset_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    company_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    nql: Mapped[str] = mapped_column(Text)
+    cron: Mapped[str] = mapped_column(String(255))
+    cron_zone_id: Mapped[str] = mapped_column(String(64), default="UTC")
+    execution_cluster: Mapped[str] = mapped_column(String(16), default="shared")
+    compute_pool_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    stats_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # active: runs on its schedule; pending/archived: does not.
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_refresh_schedules_due", "status", "next_run_at"),)
