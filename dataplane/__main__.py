@@ -1,0 +1,3 @@
+from dataplane.cli import main
+
+main()

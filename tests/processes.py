@@ -1,0 +1,87 @@
+"""Start real dataplane processes (worker, scheduler, api) for end-to-end tests.
+
+Each runs in its own process group, so a test can SIGKILL a worker with all its
+children, and teardown never leaves orphans behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL the whole group (the worker and its pool children): a lost worker."""
+        self.signal_group(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+        if self.alive():
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        # Reap stragglers of the group (pool children) in any case.
+        self.signal_group(signal.SIGKILL)
+        return self.popen.returncode
+
+
+def process_env(settings_env: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPLANE_")}
+    env.update(settings_env)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start(name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> Process:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}-{time.monotonic_ns()}.log"
+    log = log_path.open("wb")
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "dataplane", *args], cwd=REPO_ROOT, env=process_env(env),
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log.close()
+    return Process(name, popen, log_path)
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1,
+             message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
