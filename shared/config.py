@@ -17,23 +17,31 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DATAPLANE_", extra="ignore")
 
     data_dir: Path = Field(default=Path(".dataplane"), description="Where SQLite, snapshots and staging live.")
-    database_url: str = Field(default="", description="SQLAlchemy URL of the jobs store; default SQLite under data_dir.")
-    broker_url: str = Field(default="", description="Celery broker URL; default an embedded SQLite broker under data_dir.")
+    database_url: str = Field(default="",
+        description="SQLAlchemy URL of the jobs store; default SQLite under data_dir.")
+    broker_url: str = Field(default="",
+        description="Celery broker URL; default an embedded SQLite broker under data_dir.")
 
-    lease_seconds: int = Field(default=30, ge=2, description="A running job's lease; the worker heartbeats at a third of it.")
+    lease_seconds: int = Field(default=30, ge=2,
+        description="A running job's lease; the worker heartbeats at a third of it.")
     job_timeout_seconds: int = Field(default=3600, ge=1, description="Wall-clock limit of one run.")
-    max_attempts: int = Field(default=3, ge=1, description="Runs a job gets when its worker is lost (poison-query cap).")
-    retry_backoff_seconds: float = Field(default=2.0, ge=0, description="Base of the exponential backoff for infrastructure retries.")
+    max_attempts: int = Field(default=3, ge=1,
+        description="Runs a job gets when its worker is lost (poison-query cap).")
+    retry_backoff_seconds: float = Field(default=2.0, ge=0,
+        description="Base of the exponential backoff for infrastructure retries.")
 
     duckdb_memory_limit: str = Field(default="2GB", description="DuckDB memory_limit per job.")
     duckdb_threads: int = Field(default=2, ge=1, description="DuckDB threads per job.")
     duckdb_max_temp_directory_size: str = Field(default="20GB", description="Spill limit per job.")
 
-    dispatch_interval_seconds: float = Field(default=1.0, gt=0, description="Dispatcher sweep period (nudges make it sooner).")
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0,
+        description="Dispatcher sweep period (nudges make it sooner).")
     reaper_interval_seconds: float = Field(default=2.0, gt=0, description="How often expired leases are looked for.")
-    cancel_poll_seconds: float = Field(default=0.25, gt=0, description="How often a running job checks for cancellation.")
+    cancel_poll_seconds: float = Field(default=0.25, gt=0,
+        description="How often a running job checks for cancellation.")
 
-    forecast_exact_max_rows: int = Field(default=1_000_000, ge=0, description="Inputs up to this many rows are counted exactly.")
+    forecast_exact_max_rows: int = Field(default=1_000_000, ge=0,
+        description="Inputs up to this many rows are counted exactly.")
     forecast_sample_percent: float = Field(default=5.0, gt=0, le=100, description="Sample size above the threshold.")
 
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")

@@ -13,7 +13,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from shared.store.types import JSONType
 
 
-class json_array_append(FunctionElement[Any]):  # noqa: N801 - reads like SQL
+class json_array_append(FunctionElement[Any]):
     """`column` (a JSON array) with one element appended, computed in the UPDATE itself."""
 
     type = JSONType

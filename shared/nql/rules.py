@@ -1,0 +1,71 @@
+"""NQL's own rules on top of SQL, each a small pass over the query tree.
+
+- Explicit columns: `SELECT *`, `t.*`, `* EXCLUDE (...)` are rejected with a message saying
+  NQL needs explicit columns. `COUNT(*)` is allowed: it counts rows and names no column.
+- Output column names must be unique (case-insensitively, as DuckDB compares them): a
+  duplicate is rejected naming it, rather than silently renamed, so results stay stable.
+- NULLs sort as the highest value; that is the dialect's NULL ordering (`dialect.py`), and the
+  generator writes it out explicitly.
+- `LIMIT n ROWS` / `OFFSET m ROWS` mean plain `LIMIT n` / `OFFSET m`; `PERCENT`/`WITH TIES`
+  are not supported.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from shared.errors import NQLError, UnsupportedConstruct
+
+STAR_MESSAGE = (
+    "SELECT * is not allowed: NQL needs explicit columns; "
+    "list the columns you want (COUNT(*) is fine)"
+)
+
+
+def check_explicit_columns(query: exp.Expr) -> None:
+    for star in query.find_all(exp.Star):
+        parent = star.parent
+        if isinstance(parent, exp.Count) and parent.this is star:
+            continue
+        raise NQLError(STAR_MESSAGE, rule="explicit-columns")
+
+
+def normalize_limits(query: exp.Expr) -> None:
+    """Drop the noise word ROWS from LIMIT (DuckDB rejects `LIMIT n ROWS ONLY`)."""
+    for options in list(query.find_all(exp.LimitOptions)):
+        if options.args.get("percent") or options.args.get("with_ties"):
+            raise UnsupportedConstruct("LIMIT ... PERCENT / WITH TIES is not supported in NQL")
+        options.pop()
+
+
+def leftmost_select(query: exp.Expr) -> exp.Select | None:
+    """The SELECT whose projections name a query's output (the left arm of set operations)."""
+    node: exp.Expr | None = query
+    while isinstance(node, (exp.SetOperation, exp.Subquery)):
+        node = node.this
+    return node if isinstance(node, exp.Select) else None
+
+
+def output_names(query: exp.Expr) -> list[str]:
+    """The output column names as written; unnamed expressions get sqlglot's `_col_<i>`."""
+    select = leftmost_select(query)
+    if select is None:
+        return []
+    names = []
+    for i, projection in enumerate(select.expressions):
+        name = projection.alias_or_name
+        names.append(name if name and name != "*" else f"_col_{i}")
+    return names
+
+
+def check_unique_names(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name.lower() in seen:
+            raise NQLError(
+                f"Duplicate output column {name!r}: give each output column a unique name "
+                f"with AS",
+                rule="unique-output-columns",
+                column=name,
+            )
+        seen.add(name.lower())
