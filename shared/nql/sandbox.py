@@ -14,10 +14,11 @@ import duckdb
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from shared.errors import ColumnNotFound, NQLError
+from shared.errors import ColumnNotFound, InfrastructureError, NQLError
 from shared.nql.models import OutputColumn, ResolvedDataset
 
 _LOCK_DOWN = (
+    "SET enable_progress_bar = false",
     "SET python_enable_replacements = false",
     "SET enable_external_access = false",
     "SET lock_configuration = true",
@@ -26,19 +27,21 @@ _local = threading.local()
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(
-        ":memory:",
-        config={
-            "autoload_known_extensions": False,
-            "autoinstall_known_extensions": False,
-            "allow_community_extensions": False,
-            "enable_progress_bar": False,
-            "threads": 1,
-            "memory_limit": "256MB",
-        },
-    )
-    for statement in _LOCK_DOWN:
-        con.execute(statement)
+    try:
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "autoload_known_extensions": False,
+                "autoinstall_known_extensions": False,
+                "allow_community_extensions": False,
+                "threads": 1,
+                "memory_limit": "256MB",
+            },
+        )
+        for statement in _LOCK_DOWN:
+            con.execute(statement)
+    except duckdb.Error as e:  # not the statement's fault: the caller may retry
+        raise InfrastructureError(f"Cannot open the NQL checking database: {e}") from e
     return con
 
 

@@ -1,0 +1,157 @@
+"""parse -> rules and allow-list -> resolve -> qualify -> allow-list again -> generate ->
+DuckDB check -> DESCRIBE. The public entry points of the NQL compiler.
+
+Every failure leaves as an `NQLError` subclass (or, from the catalog itself, another
+`DataplaneError` such as an infrastructure error); a raw sqlglot or DuckDB exception never
+escapes, and an unexpected exception inside the compiler is reported as an `NQLError`, so a
+compiler bug rejects a statement rather than letting it through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import duckdb
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, SqlglotError, UnsupportedError
+
+from shared.errors import ColumnNotFound, DataplaneError, NQLError, UnsupportedConstruct
+from shared.nql.allowlist import allowed_relation_names, check_query
+from shared.nql.catalog import Catalog
+from shared.nql.dialect import NQL, Explain, MaterializedView
+from shared.nql.duckdb_check import check_duckdb_sql
+from shared.nql.models import (
+    CompiledQuery,
+    MaterializedViewSpec,
+    ParsedStatement,
+    StatementKind,
+    Validation,
+)
+from shared.nql.resolve import (
+    dataset_references,
+    qualify_query,
+    resolve_datasets,
+    unresolved_relation_ok,
+)
+from shared.nql.rules import (
+    check_explicit_columns,
+    check_unique_names,
+    normalize_limits,
+    output_names,
+)
+from shared.nql.sandbox import describe
+from shared.nql.spec import view_spec
+from shared.nql.syntax import parse_statement
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class _Parsed:
+    statement: ParsedStatement
+    query: exp.Expr
+
+
+def _guarded(step: Callable[[], T]) -> T:
+    """Run a compiler step so that only NQLError (or a catalog's own DataplaneError) leaves."""
+    try:
+        return step()
+    except DataplaneError:
+        raise
+    except UnsupportedError as e:
+        raise UnsupportedConstruct(f"Cannot translate to DuckDB: {e}") from e
+    except SqlglotError as e:
+        raise NQLError(f"Invalid NQL: {e}") from e
+    except duckdb.Error as e:
+        raise NQLError(f"Invalid NQL: {e}") from e
+    except RecursionError as e:
+        raise NQLError("The statement is nested too deeply") from e
+    except Exception as e:  # fail closed: a compiler bug must reject, not crash the caller
+        logger.exception("unexpected error while compiling NQL")
+        raise NQLError("The statement could not be compiled (internal compiler error)") from e
+
+
+def _split(root: exp.Expr) -> tuple[StatementKind, exp.Expr, MaterializedViewSpec | None]:
+    if isinstance(root, MaterializedView):
+        return StatementKind.MATERIALIZE_VIEW, root.expression, view_spec(root)
+    if isinstance(root, Explain):
+        return StatementKind.FORECAST, root.this, None
+    return StatementKind.SELECT, root, None
+
+
+def _parse(nql: str) -> _Parsed:
+    kind, query, view = _split(parse_statement(nql))
+    check_query(query, relation_ok=unresolved_relation_ok)
+    check_explicit_columns(query)
+    check_unique_names(output_names(query))
+    statement = ParsedStatement(
+        kind=kind, view=view, dataset_references=tuple(dataset_references(query))
+    )
+    return _Parsed(statement=statement, query=query)
+
+
+def parse_nql(nql: str) -> ParsedStatement:
+    """Syntax, NQL rules and every check that needs no catalog; raises NQLError."""
+    return _guarded(lambda: _parse(nql).statement)
+
+
+def validate_nql(nql: str) -> Validation:
+    """`parse_nql` as a verdict: never raises NQLError, collects it into `problems`."""
+    try:
+        parsed = _guarded(lambda: _parse(nql))
+    except NQLError as e:
+        return Validation(kind=None, view=None, output_columns=(), problems=(e,))
+    return Validation(
+        kind=parsed.statement.kind,
+        view=parsed.statement.view,
+        output_columns=tuple(output_names(parsed.query)),
+        problems=(),
+    )
+
+
+def to_duckdb_sql(query: exp.Expr) -> str:
+    """DuckDB SQL from a checked tree; comments are dropped so none can smuggle SQL through."""
+    return NQL().generate(
+        query, pretty=True, comments=False, unsupported_level=ErrorLevel.RAISE
+    )
+
+
+def _compile(nql: str, catalog: Catalog) -> CompiledQuery:
+    parsed = _parse(nql)
+    datasets = resolve_datasets(parsed.query, catalog)
+    relations = [d.relation for d in datasets]
+    query = qualify_query(parsed.query, datasets)
+    normalize_limits(query)
+    check_explicit_columns(query)
+    check_query(query, relation_ok=allowed_relation_names(relations))
+    check_unique_names(output_names(query))
+
+    select_sql = to_duckdb_sql(query)
+    check_duckdb_sql(select_sql, relations)
+    columns = describe(select_sql, datasets)
+    check_unique_names([c.name for c in columns])
+
+    view = parsed.statement.view
+    if view is not None:
+        names = {c.name.lower() for c in columns}
+        for column, _ in view.partitioned_by:
+            if column.lower() not in names:
+                raise ColumnNotFound(
+                    f"PARTITIONED_BY column {column!r} is not an output column of the query"
+                )
+    return CompiledQuery(
+        kind=parsed.statement.kind,
+        select_sql=select_sql,
+        output_columns=columns,
+        datasets=tuple(datasets),
+        view=view,
+    )
+
+
+def compile_nql(nql: str, catalog: Catalog) -> CompiledQuery:
+    """Compile one NQL statement to checked DuckDB SQL over `ds_N` relations."""
+    return _guarded(lambda: _compile(nql, catalog))

@@ -1,0 +1,98 @@
+"""docker-compose.yml checked as data (there is no Docker engine here): services,
+commands that the CLI really accepts, DATAPLANE_* configuration, healthchecks, scaling."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dataplane.cli import main
+from shared.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DATAPLANE_SERVICES = {"migrate", "api", "scheduler", "worker-shared", "worker-dedicated", "flower"}
+LONG_RUNNING = DATAPLANE_SERVICES - {"migrate"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def test_services_present(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == DATAPLANE_SERVICES | {"redis", "postgres"}
+
+
+def test_one_image_built_from_the_repo_dockerfile(compose: dict[str, Any]) -> None:
+    images = set()
+    for name in DATAPLANE_SERVICES:
+        service = compose["services"][name]
+        assert service["build"]["dockerfile"] == "Dockerfile"
+        assert (ROOT / service["build"]["context"] / "Dockerfile").is_file()
+        images.add(service["image"])
+    assert len(images) == 1
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert ".[flower]" in dockerfile  # flower's command must exist in the image
+    assert re.search(r"^USER (?!root)\S+", dockerfile, re.M), "workers must not run as root"
+
+
+@pytest.mark.parametrize("name", sorted(DATAPLANE_SERVICES - {"flower"}))
+def test_commands_are_real_cli_invocations(compose: dict[str, Any], name: str) -> None:
+    command = compose["services"][name]["command"]
+    assert command[0] == "dataplane"
+    # Options are parsed before the eager --help, so an unknown command or option fails here.
+    result = CliRunner().invoke(main, [*command[1:], "--help"])
+    assert result.exit_code == 0, result.output
+
+
+def test_flower_command(compose: dict[str, Any]) -> None:
+    command = compose["services"]["flower"]["command"]
+    assert command[:4] == ["celery", "-A", "shared.celery_app", "flower"]
+    import shared.celery_app
+
+    assert shared.celery_app.app.main
+
+
+def test_configuration_only_through_dataplane_env(compose: dict[str, Any]) -> None:
+    fields = set(Settings.model_fields)
+    for name in DATAPLANE_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env, name
+        for key in env:
+            assert key.startswith("DATAPLANE_"), key
+            assert key.removeprefix("DATAPLANE_").lower() in fields, f"{key} is not a setting"
+        assert env["DATAPLANE_DATABASE_URL"].startswith("postgresql://")
+        assert env["DATAPLANE_BROKER_URL"].startswith("redis://redis:")
+        assert "dataplane-data:/data" in compose["services"][name]["volumes"]
+
+
+def test_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in LONG_RUNNING | {"redis", "postgres"}:
+        check = services[name]["healthcheck"]
+        assert check["test"][0] == "CMD" and check["interval"] and check["retries"] >= 1, name
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("api", "scheduler", "worker-shared", "worker-dedicated"):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["redis"]["condition"] == "service_healthy", name
+
+
+def test_workers_scale(compose: dict[str, Any]) -> None:
+    for name in ("worker-shared", "worker-dedicated"):
+        service = compose["services"][name]
+        # --scale needs no fixed container name and no host port.
+        assert "container_name" not in service and "ports" not in service
+    clusters = {compose["services"][n]["command"][3] for n in ("worker-shared", "worker-dedicated")}
+    assert clusters == {"shared", "dedicated"}
+
+
+def test_redis_keeps_the_queue(compose: dict[str, Any]) -> None:
+    command = " ".join(compose["services"]["redis"]["command"])
+    assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
