@@ -20,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, insert, text  # noqa: E402
+from sqlalchemy import create_engine, insert, text
 
-from bench._results import record  # noqa: E402
-from shared.store import Store  # noqa: E402
-from shared.store.listing import JobFilter, JobOrder, list_jobs  # noqa: E402
-from shared.store.migrate import upgrade  # noqa: E402
-from shared.store.models import Job, JobTag  # noqa: E402
+from bench._results import record
+from shared.store import Store
+from shared.store.listing import JobFilter, JobOrder, list_jobs
+from shared.store.migrate import upgrade
+from shared.store.models import Job, JobTag
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 STATES = ["pending", "running", "completed", "failed", "cancelled", "pending_cancellation"]
@@ -60,7 +60,7 @@ def populate(store: Store, count: int, companies: int = 10) -> None:
             "priority": 0, "retry_limit": 0, "attempts": 0, "infra_retries": 0, "statistics": {},
             "created_at": created, "updated_at": created + timedelta(seconds=rng.randrange(600)),
         })
-        tags.extend({"job_id": job_id, "tag": t} for t in job_tags)
+        tags.extend({"company_id": 1 + i % companies, "job_id": job_id, "tag": t} for t in job_tags)
         if len(batch) == 5000:
             with store.unit_of_work() as session:
                 session.execute(insert(Job), batch)

@@ -46,6 +46,28 @@ class Settings(BaseSettings):
 
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
 
+    # Dispatcher (scheduler/): lost-message recovery and bounded publishing.
+    republish_after_seconds: float = Field(
+        default=120.0, gt=0,
+        description="A pending job published this long ago and still unclaimed is published "
+                    "again (its message may be lost); the wait doubles with its time pending.")
+    republish_max_seconds: float = Field(
+        default=1800.0, gt=0, description="Cap of that doubling wait between republishes.")
+    dispatch_batch_size: int = Field(
+        default=200, ge=1, description="Jobs locked and published per dispatcher transaction.")
+    publish_timeout_seconds: float = Field(
+        default=2.0, gt=0,
+        description="Bound on one publish (connect, send) so a dead broker cannot hang the "
+                    "dispatcher.")
+
+    # Refresh schedules (scheduler/schedules.py): an every-minute schedule is the finest,
+    # so a few seconds of check period is timely enough and costs one indexed query.
+    schedule_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often the scheduler looks for due refresh schedules.")
+    schedule_overdue_seconds: float = Field(
+        default=120.0, gt=0,
+        description="An active schedule this late is counted as overdue in /metrics.")
+
     @field_validator("database_url")
     @classmethod
     def _psycopg3(cls, url: str) -> str:

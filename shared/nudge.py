@@ -82,7 +82,7 @@ class _RedisSender:
                         self._url, socket_connect_timeout=_REDIS_TIMEOUT,
                         socket_timeout=_REDIS_TIMEOUT)
                 client.publish(self._channel, b"1")
-            except Exception as error:  # noqa: BLE001 - a nudge is a hint; the sweep catches up
+            except Exception as error:  # a nudge is a hint; the sweep catches up
                 log.debug("nudge not sent: %s", error)
                 client = None
                 time.sleep(_REDIS_TIMEOUT)  # do not spin on a dead Redis
@@ -115,7 +115,7 @@ def nudge_dispatcher(settings: Settings) -> None:
             _redis_sender(settings).poke()
         else:
             _send_datagram(settings)
-    except Exception as error:  # noqa: BLE001 - no dispatcher listening is normal
+    except Exception as error:  # no dispatcher listening is normal
         log.debug("nudge not sent: %s", error)
 
 
@@ -162,7 +162,7 @@ class NudgeListener:
                 self._connect_redis()
             else:
                 self._bind_socket()
-        except Exception as error:  # noqa: BLE001 - fall back to the timer
+        except Exception as error:  # fall back to the timer
             log.warning("nudge listener unavailable (%s); sweeping on the timer only", error)
             self.close()
             self._broken_until = time.monotonic() + 5.0
@@ -203,12 +203,16 @@ class NudgeListener:
         return False
 
     def _wait_redis(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
         try:
-            nudged = self._pubsub.get_message(timeout=timeout) is not None
-            while nudged and self._pubsub.get_message(timeout=0) is not None:
+            # get_message also returns None early for the (ignored) subscribe replies.
+            while self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic())) is None:
+                if time.monotonic() >= deadline:
+                    return False
+            while self._pubsub.get_message(timeout=0) is not None:
                 pass  # drain: one sweep answers every nudge so far
-            return nudged
-        except Exception as error:  # noqa: BLE001 - Redis went away; the timer takes over
+            return True
+        except Exception as error:  # Redis went away; the timer takes over
             log.warning("nudge listener lost Redis (%s); retrying later", error)
             self.close()
             self._broken_until = time.monotonic() + 2.0

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterator
 from functools import cache
 
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
+from sqlglot.errors import ErrorLevel, SqlglotError
 
 from shared.errors import ForbiddenConstruct, UnsupportedConstruct
 from shared.nql.dialect import NQL, STRING_LITERAL_TABLE
@@ -70,12 +70,13 @@ _STRUCT_LIST = """
     list_indexof flatten cardinality map map_extract element_at map_keys map_values
     map_entries list_sum list_min list_max list_avg list_reduce array_reduce reduce list_zip
     json_extract json_extract_string to_json json_array_length json_type json_valid
-    json_keys uuid gen_random_uuid
+    json_keys uuid gen_random_uuid unnest
 """
 
 # The explicit allow-list, in DuckDB's names. Reads of files, settings, the environment,
 # the catalog or other databases (read_*, glob, query, getenv, current_setting, duckdb_*,
 # pragma_*, ...) are absent on purpose, as is `list_aggregate`, which calls a function by name.
+# `unnest` is the select-list form; UNNEST in FROM is a table function and stays forbidden.
 ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
     " ".join((_AGGREGATE, _WINDOW, _SCALAR, _MATH, _STRING, _DATETIME, _STRUCT_LIST)).split()
 )
@@ -105,9 +106,7 @@ FORBIDDEN_NODES: tuple[type[exp.Expr], ...] = (
 )  # fmt: skip
 
 RESERVED_PREFIXES = ("ds_", "duckdb_", "pg_", "sqlite_", "pragma_")
-RESERVED_NAMES = frozenset(
-    {"information_schema", "pg_catalog", "main", "system", "temp", "memory", "company_data"}
-)
+RESERVED_NAMES = frozenset({"information_schema", "pg_catalog", "main", "system", "temp", "memory", "company_data"})
 _DATASET_RELATION = re.compile(r"ds_[0-9]+")
 
 
@@ -159,7 +158,7 @@ def sample_duckdb_sql() -> list[str]:
         try:
             select = dialect.parse(sql)[0]
             if select is not None:
-                out.append(dialect.generate(select))
+                out.append(dialect.generate(select, unsupported_level=ErrorLevel.IGNORE))
         except SqlglotError:
             continue
     return out
@@ -172,14 +171,10 @@ def check_function(node: exp.Func) -> None:
     else:
         allowed = type(node) in allowed_function_classes() or isinstance(node, ALLOWED_NODES)
     if not allowed:
-        raise ForbiddenConstruct(
-            f"Function {function_name(node)} is not allowed in NQL", function=function_name(node)
-        )
+        raise ForbiddenConstruct(f"Function {function_name(node)} is not allowed in NQL", function=function_name(node))
     parent = node.parent
     if isinstance(parent, exp.Dot) and parent.expression is node:
-        raise ForbiddenConstruct(
-            f"Schema-qualified function {parent.sql(dialect=NQL)} is not allowed in NQL"
-        )
+        raise ForbiddenConstruct(f"Schema-qualified function {parent.sql(dialect=NQL)} is not allowed in NQL")
 
 
 def check_node(node: exp.Expr) -> None:
@@ -230,30 +225,35 @@ def check_table(table: exp.Table, *, relation_ok: Callable[[exp.Table], bool]) -
 def check_cte_names(tree: exp.Expr) -> None:
     for cte in tree.find_all(exp.CTE):
         if is_reserved_name(cte.alias_or_name):
-            raise ForbiddenConstruct(
-                f"CTE name {cte.alias_or_name!r} is reserved (it names a system relation)"
-            )
+            raise ForbiddenConstruct(f"CTE name {cte.alias_or_name!r} is reserved (it names a system relation)")
     for with_ in tree.find_all(exp.With):
         if with_.args.get("recursive"):
             raise UnsupportedConstruct("WITH RECURSIVE is not supported in NQL")
 
 
-def check_query(
-    query: exp.Expr, *, relation_ok: Callable[[exp.Table], bool]
-) -> None:
-    """The whole allow-list walk over one query tree."""
-    if not isinstance(query, exp.Query) or not isinstance(
-        query, (exp.Select, exp.Union, exp.Intersect, exp.Except)
-    ):
-        label = query.key.upper() if not isinstance(query, exp.Command) else str(query.this)
-        raise ForbiddenConstruct(
-            f"{label} statements are not allowed: NQL runs a single SELECT", construct=label
-        )
+# A parenthesized query with ORDER BY/LIMIT after it stays a Subquery at the root.
+QUERY_ROOTS = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Subquery)
+
+
+def _innermost(query: exp.Expr) -> exp.Expr:
+    while isinstance(query, exp.Subquery):
+        query = query.this
+    return query
+
+
+def check_query(query: exp.Expr | None, *, relation_ok: Callable[[exp.Table], bool]) -> exp.Expr:
+    """The whole allow-list walk over one query tree; returns the tree when it passes."""
+    if query is None:
+        raise ForbiddenConstruct("NQL runs a single SELECT, and none was given")
+    if not isinstance(query, QUERY_ROOTS) or not isinstance(_innermost(query), exp.Query):
+        label = str(query.this).upper() if isinstance(query, exp.Command) else query.key.upper()
+        raise ForbiddenConstruct(f"{label} statements are not allowed: NQL runs a single SELECT", construct=label)
     check_cte_names(query)
     for node in query.walk():
         check_node(node)
         if isinstance(node, exp.Table):
             check_table(node, relation_ok=relation_ok)
+    return query
 
 
 def allowed_relation_names(relations: Collection[str]) -> Callable[[exp.Table], bool]:

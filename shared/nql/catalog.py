@@ -15,9 +15,7 @@ from shared.nql.models import ResolvedDataset
 
 def not_found(reference: str) -> DatasetNotFound:
     """The one message for a missing or foreign dataset."""
-    return DatasetNotFound(
-        f"Dataset {reference!r} does not exist or is not accessible", reference=reference
-    )
+    return DatasetNotFound(f"Dataset {reference!r} does not exist or is not accessible", reference=reference)
 
 
 class Catalog(Protocol):

@@ -26,6 +26,7 @@ from shared.nql.duckdb_check import check_duckdb_sql
 from shared.nql.models import (
     CompiledQuery,
     MaterializedViewSpec,
+    OutputColumn,
     ParsedStatement,
     StatementKind,
     Validation,
@@ -42,7 +43,7 @@ from shared.nql.rules import (
     normalize_limits,
     output_names,
 )
-from shared.nql.sandbox import describe
+from shared.nql.sandbox import describe, readable
 from shared.nql.spec import view_spec
 from shared.nql.syntax import parse_statement
 
@@ -67,7 +68,7 @@ def _guarded(step: Callable[[], T]) -> T:
     except SqlglotError as e:
         raise NQLError(f"Invalid NQL: {e}") from e
     except duckdb.Error as e:
-        raise NQLError(f"Invalid NQL: {e}") from e
+        raise NQLError(f"Invalid NQL: {readable(e)}") from e
     except RecursionError as e:
         raise NQLError("The statement is nested too deeply") from e
     except Exception as e:  # fail closed: a compiler bug must reject, not crash the caller
@@ -75,22 +76,27 @@ def _guarded(step: Callable[[], T]) -> T:
         raise NQLError("The statement could not be compiled (internal compiler error)") from e
 
 
-def _split(root: exp.Expr) -> tuple[StatementKind, exp.Expr, MaterializedViewSpec | None]:
+def _unwrap(query: exp.Expr | None) -> exp.Expr | None:
+    """`( SELECT ... )` alone is the same as `SELECT ...` (the docs show `AS ( ... )`)."""
+    while isinstance(query, exp.Subquery) and all(key == "this" or not value for key, value in query.args.items()):
+        query = query.this
+    return query
+
+
+def _split(root: exp.Expr) -> tuple[StatementKind, exp.Expr | None, MaterializedViewSpec | None]:
     if isinstance(root, MaterializedView):
-        return StatementKind.MATERIALIZE_VIEW, root.expression, view_spec(root)
+        return StatementKind.MATERIALIZE_VIEW, _unwrap(root.expression), view_spec(root)
     if isinstance(root, Explain):
-        return StatementKind.FORECAST, root.this, None
-    return StatementKind.SELECT, root, None
+        return StatementKind.FORECAST, _unwrap(root.this), None
+    return StatementKind.SELECT, _unwrap(root), None
 
 
 def _parse(nql: str) -> _Parsed:
-    kind, query, view = _split(parse_statement(nql))
-    check_query(query, relation_ok=unresolved_relation_ok)
+    kind, maybe_query, view = _split(parse_statement(nql))
+    query = check_query(maybe_query, relation_ok=unresolved_relation_ok)
     check_explicit_columns(query)
     check_unique_names(output_names(query))
-    statement = ParsedStatement(
-        kind=kind, view=view, dataset_references=tuple(dataset_references(query))
-    )
+    statement = ParsedStatement(kind=kind, view=view, dataset_references=tuple(dataset_references(query)))
     return _Parsed(statement=statement, query=query)
 
 
@@ -115,9 +121,14 @@ def validate_nql(nql: str) -> Validation:
 
 def to_duckdb_sql(query: exp.Expr) -> str:
     """DuckDB SQL from a checked tree; comments are dropped so none can smuggle SQL through."""
-    return NQL().generate(
-        query, pretty=True, comments=False, unsupported_level=ErrorLevel.RAISE
-    )
+    return NQL().generate(query, pretty=True, comments=False, unsupported_level=ErrorLevel.RAISE)
+
+
+def _output_columns(names: list[str], described: tuple[OutputColumn, ...]) -> tuple[OutputColumn, ...]:
+    """Our names (DESCRIBE may change their case; execution does not) with DuckDB's types."""
+    if [n.lower() for n in names] != [c.name.lower() for c in described]:
+        raise NQLError("The compiler and DuckDB disagree on the output columns")
+    return tuple(OutputColumn(name=n, duckdb_type=c.duckdb_type) for n, c in zip(names, described, strict=True))
 
 
 def _compile(nql: str, catalog: Catalog) -> CompiledQuery:
@@ -132,17 +143,14 @@ def _compile(nql: str, catalog: Catalog) -> CompiledQuery:
 
     select_sql = to_duckdb_sql(query)
     check_duckdb_sql(select_sql, relations)
-    columns = describe(select_sql, datasets)
-    check_unique_names([c.name for c in columns])
+    columns = _output_columns(output_names(query), describe(select_sql, datasets))
 
     view = parsed.statement.view
     if view is not None:
         names = {c.name.lower() for c in columns}
         for column, _ in view.partitioned_by:
             if column.lower() not in names:
-                raise ColumnNotFound(
-                    f"PARTITIONED_BY column {column!r} is not an output column of the query"
-                )
+                raise ColumnNotFound(f"PARTITIONED_BY column {column!r} is not an output column of the query")
     return CompiledQuery(
         kind=parsed.statement.kind,
         select_sql=select_sql,

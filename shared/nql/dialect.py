@@ -76,18 +76,21 @@ class NQL(DuckDB):
 
     class Parser(DuckDBParser):
         def raise_error(self, message: str, token: Token | None = None) -> None:
-            # Keep the failing token's offset so the caller can report the token's start
-            # (sqlglot's `col` is where the token ends).
+            # Keep the failing token's offset so the caller can report where the token
+            # starts (sqlglot's `col` is where it ends).
             at = token or self._curr or self._prev
+            start = at.start if at else None
             try:
-                super().raise_error(message, token) if token else super().raise_error(message)
+                if token is None:
+                    super().raise_error(message)
+                else:
+                    super().raise_error(message, token)
             except ParseError as e:
                 for error in e.errors:
-                    error.setdefault("start", at.start if at else None)
+                    error.setdefault("start", start)
                 raise
-            if self.errors and at:
-                for error in self.errors[-1].errors:
-                    error.setdefault("start", at.start)
+            for error in self.errors[-1].errors if self.errors else ():
+                error.setdefault("start", start)
 
         def _parse_statement(self) -> exp.Expr | None:
             if self._curr and self._match_text_seq("CREATE", "MATERIALIZED", "VIEW"):
@@ -131,8 +134,6 @@ class NQL(DuckDB):
             self._advance(0)
             budget = self._parse_budget() if tail is not None else None
 
-            if isinstance(query, exp.Subquery) and not query.args.get("alias"):
-                query = query.this  # `AS ( SELECT ... )` is the same as `AS SELECT ...`
             return self.expression(
                 MaterializedView(
                     this=name,
@@ -153,9 +154,7 @@ class NQL(DuckDB):
                 self.raise_error(f"Expected = after {name}")
             value: exp.Expr | None
             if name == "TAGS":
-                value = self.expression(
-                    exp.Tuple(expressions=self._parse_wrapped_csv(self._parse_string))
-                )
+                value = self.expression(exp.Tuple(expressions=self._parse_wrapped_csv(self._parse_string)))
             elif name in STRING_OPTIONS:
                 value = self._parse_string()
                 if value is None:
@@ -172,9 +171,7 @@ class NQL(DuckDB):
                 self.raise_error("PARTITIONED_BY expects `column DAY|MONTH|YEAR`")
                 return None
             self._advance()
-            return self.expression(
-                exp.Tuple(expressions=[column, exp.var(transform.text.upper())])
-            )
+            return self.expression(exp.Tuple(expressions=[column, exp.var(transform.text.upper())]))
 
         # -- BUDGET n USD | LIMIT n USD [PER period] -----------------------------------
 
@@ -209,9 +206,7 @@ class NQL(DuckDB):
             if self._match_text_seq("PER"):
                 period = exp.var(self._curr.text.upper())
                 self._advance()
-            return self.expression(
-                BudgetClause(this=amount, keyword=exp.var(keyword), period=period)
-            )
+            return self.expression(BudgetClause(this=amount, keyword=exp.var(keyword), period=period))
 
     class Generator(DuckDBGenerator):
         # Our node classes are not in sqlglot's registry, so name their handlers here.
@@ -235,9 +230,7 @@ class NQL(DuckDB):
                 parts.append(f"{option.name}={self.sql(option, 'value')}")
             partitions = expression.args.get("partitions") or []
             if partitions:
-                items = ", ".join(
-                    f"{self.sql(p.expressions[0])} {p.expressions[1].name}" for p in partitions
-                )
+                items = ", ".join(f"{self.sql(p.expressions[0])} {p.expressions[1].name}" for p in partitions)
                 parts.append(f"PARTITIONED_BY {items}")
             parts.append(f"AS {self.sql(expression, 'expression')}")
             budget = self.sql(expression, "budget")

@@ -26,7 +26,7 @@ _TABLE_REFS = frozenset({"BASE_TABLE", "JOIN", "SUBQUERY", "EMPTY"})
 _QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "CTE_NODE"})
 _REFUSED_TYPES = frozenset(
     {"TABLE_FUNCTION", "PIVOT", "EXPRESSION_LIST", "SHOW_REF", "COLUMN_DATA", "DELIM_GET",
-     "RECURSIVE_CTE_NODE", "STAR"}
+     "RECURSIVE_CTE_NODE"}
 )  # fmt: skip
 # Syntax whose DuckDB parse is a function call that no sample call produces.
 _SYNTAX_SAMPLES = (
@@ -91,6 +91,9 @@ def _check_table_refs(tree: Any, allowed: set[str]) -> None:
             raise _refuse(f"{kind} is not allowed")
         if kind == "BASE_TABLE":  # wherever it appears, not only under FROM
             _check_from(node, allowed | ctes)
+        for item in node.get("select_list") or []:
+            if isinstance(item, dict) and item.get("class") == "STAR":
+                raise _refuse("SELECT * / COLUMNS(...) is not allowed")
         if "from_table" in node:
             if kind not in _QUERY_NODES:
                 raise _refuse(f"unexpected query node {kind}")

@@ -13,7 +13,13 @@ from sqlglot import exp
 from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 
-from shared.errors import ColumnNotFound, DatasetNotFound, ForbiddenConstruct, NQLError
+from shared.errors import (
+    ColumnNotFound,
+    DatasetNotFound,
+    ForbiddenConstruct,
+    NQLError,
+    UnsupportedConstruct,
+)
 from shared.nql.allowlist import is_dataset_relation, is_reserved_name
 from shared.nql.catalog import Catalog
 from shared.nql.dialect import NQL
@@ -21,6 +27,7 @@ from shared.nql.models import ResolvedDataset
 from shared.nql.rules import leftmost_select
 
 COMPANY_DATA = "company_data"
+_TABLE_PARTS = frozenset({"this", "db", "alias"})
 
 
 def dataset_reference(table: exp.Table) -> str | None:
@@ -42,15 +49,10 @@ def unresolved_relation_ok(table: exp.Table) -> bool:
         if is_reserved_name(db.name):
             raise ForbiddenConstruct(f"System schema {db.name!r} is not readable from NQL")
         # Another namespace (`acme.x`): same answer as a dataset we cannot see.
-        raise DatasetNotFound(
-            f"Dataset {table.sql(dialect=NQL)} does not exist or is not accessible"
-        )
+        raise DatasetNotFound(f"Dataset {table.sql(dialect=NQL)} does not exist or is not accessible")
     if is_dataset_relation(name) or is_reserved_name(name):
         raise ForbiddenConstruct(f"Table {name!r} is reserved and cannot be read from NQL")
-    raise DatasetNotFound(
-        f"Table {name!r} does not exist: read datasets as company_data.\"<id>\" or "
-        "company_data.<name>"
-    )
+    raise DatasetNotFound(f'Table {name!r} does not exist: read datasets as company_data."<id>" or company_data.<name>')
 
 
 def dataset_references(query: exp.Expr) -> list[str]:
@@ -76,15 +78,17 @@ def resolve_datasets(query: exp.Expr, catalog: Catalog) -> list[ResolvedDataset]
             if not is_dataset_relation(dataset.relation):
                 raise NQLError(f"Dataset {reference!r} has an invalid relation name")
             resolved[reference] = dataset
+        extra = sorted(k for k, v in table.args.items() if v and k not in _TABLE_PARTS)
+        if extra:  # replacing the node would silently drop these
+            raise UnsupportedConstruct(f"{', '.join(extra).upper()} on a dataset is not supported")
         relation = resolved[reference].relation
-        alias = table.alias or (relation if reference.isdigit() else reference)
-        aliases.setdefault(reference, set()).add(alias)
-        table.replace(
-            exp.Table(
-                this=exp.to_identifier(relation),
-                alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
-            )
-        )
+        alias = table.args.get("alias")
+        if not isinstance(alias, exp.TableAlias) or not alias.name:
+            default = relation if reference.isdigit() else reference
+            columns = alias.args.get("columns") if isinstance(alias, exp.TableAlias) else None
+            alias = exp.TableAlias(this=exp.to_identifier(default, quoted=True), columns=columns)
+        aliases.setdefault(reference, set()).add(alias.name)
+        table.replace(exp.Table(this=exp.to_identifier(relation), alias=alias))
     _requalify_dataset_columns(query, aliases)
     unique: dict[int, ResolvedDataset] = {d.dataset_id: d for d in resolved.values()}
     return list(unique.values())
@@ -102,7 +106,7 @@ def _requalify_dataset_columns(query: exp.Expr, aliases: dict[str, set[str]]) ->
             column.set("table", exp.to_identifier(next(iter(names)), quoted=True))
 
 
-def dataset_schema(datasets: list[ResolvedDataset]) -> dict[str, dict[str, str]]:
+def dataset_schema(datasets: list[ResolvedDataset]) -> dict[str, object]:
     return {d.relation: dict(d.columns) for d in datasets}
 
 

@@ -16,10 +16,7 @@ from sqlglot import exp
 
 from shared.errors import NQLError, UnsupportedConstruct
 
-STAR_MESSAGE = (
-    "SELECT * is not allowed: NQL needs explicit columns; "
-    "list the columns you want (COUNT(*) is fine)"
-)
+STAR_MESSAGE = "SELECT * is not allowed: NQL needs explicit columns; list the columns you want (COUNT(*) is fine)"
 
 
 def check_explicit_columns(query: exp.Expr) -> None:
@@ -63,9 +60,8 @@ def check_unique_names(names: list[str]) -> None:
     for name in names:
         if name.lower() in seen:
             raise NQLError(
-                f"Duplicate output column {name!r}: give each output column a unique name "
-                f"with AS",
+                f"Duplicate output column {name!r}: give each output column a unique name with AS",
                 rule="unique-output-columns",
-                column=name,
+                output_column=name,
             )
         seen.add(name.lower())

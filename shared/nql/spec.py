@@ -44,9 +44,7 @@ def _column_path(column: exp.Expr) -> str:
 def view_spec(node: MaterializedView) -> MaterializedViewSpec:
     name = node.this.name
     if not _VIEW_NAME.fullmatch(name):
-        raise NQLError(
-            f"Materialized view name {name!r} must be 1-256 letters, digits or underscores"
-        )
+        raise NQLError(f"Materialized view name {name!r} must be 1-256 letters, digits or underscores")
     values: dict[str, str] = {}
     tags: tuple[str, ...] | None = None
     for option in node.args.get("options") or []:
@@ -67,8 +65,7 @@ def view_spec(node: MaterializedView) -> MaterializedViewSpec:
             text = _check_schedule(text)
         values[key] = text
     partitions = tuple(
-        (_column_path(item.expressions[0]), item.expressions[1].name)
-        for item in node.args.get("partitions") or []
+        (_column_path(item.expressions[0]), item.expressions[1].name) for item in node.args.get("partitions") or []
     )
     budget = node.args.get("budget")
     return MaterializedViewSpec(

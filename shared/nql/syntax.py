@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError, TokenError
 
@@ -20,17 +22,22 @@ def position(sql: str, offset: int) -> tuple[int, int]:
     return line, column
 
 
+_TOKEN_REPR = re.compile(r"<Token token_type: [^,]*, text: (.*?), line: \d+, col: .*?>", re.S)
+_CLASS_REPR = re.compile(r"<class '[\w.]*\.(\w+)'>")
+
+
 def _syntax_error(sql: str, error: ParseError) -> NQLSyntaxError:
     first = error.errors[0] if error.errors else {}
-    description = first.get("description") or str(error)
+    description = str(first.get("description") or error)
+    # sqlglot's messages may embed a Token repr; the user only needs its text.
+    description = _TOKEN_REPR.sub(lambda m: repr(m.group(1)), description)
+    description = _CLASS_REPR.sub(lambda m: m.group(1), description)
     start = first.get("start")
     if isinstance(start, int):
         line, column = position(sql, start)
     else:
         line, column = first.get("line") or 1, first.get("col") or 1
-    return NQLSyntaxError(
-        f"Syntax error at line {line}, column {column}: {description}", line=line, column=column
-    )
+    return NQLSyntaxError(f"Syntax error at line {line}, column {column}: {description}", line=line, column=column)
 
 
 def parse_statement(sql: str) -> exp.Expr:
@@ -42,7 +49,11 @@ def parse_statement(sql: str) -> exp.Expr:
     try:
         tokens = tokenizer.tokenize(sql)
     except TokenError as e:
-        line, column = position(sql, getattr(tokenizer, "_start", 0))
+        # The failing token's start offset lives on sqlglot's tokenizer core (private, so
+        # read defensively: without it we still report an error, at 1:1).
+        core = getattr(tokenizer, "_core", tokenizer)
+        start = getattr(core, "_start", 0)
+        line, column = position(sql, start if isinstance(start, int) else 0)
         raise NQLSyntaxError(
             f"Syntax error at line {line}, column {column}: unterminated string, identifier "
             "or comment, or an invalid character",
@@ -50,9 +61,7 @@ def parse_statement(sql: str) -> exp.Expr:
             column=column,
         ) from e
     try:
-        statements = [
-            s for s in dialect.parser(max_nodes=MAX_NODES).parse(tokens, sql) if s is not None
-        ]
+        statements = [s for s in dialect.parser(max_nodes=MAX_NODES).parse(tokens, sql) if s is not None]
     except ParseError as e:
         raise _syntax_error(sql, e) from e
     except SqlglotError as e:

@@ -58,7 +58,9 @@ def _conditions(filters: JobFilter) -> list[ColumnElement[bool]]:
     if filters.types:
         where.append(Job.type.in_(list(filters.types)))
     if filters.tags:
-        where.append(Job.id.in_(select(JobTag.job_id).where(JobTag.tag.in_(list(filters.tags)))))
+        tagged = select(JobTag.job_id).where(JobTag.company_id == filters.company_id,
+                                             JobTag.tag.in_(list(filters.tags)))
+        where.append(Job.id.in_(tagged))
     if filters.idempotency_key is not None:
         where.append(Job.idempotency_key == filters.idempotency_key)
     return where

@@ -94,10 +94,12 @@ class Job(Base):
 
 
 class JobTag(Base):
-    """One row per (job, tag): makes `tag=` filters an index lookup on any backend."""
+    """One row per (job, tag): makes `tag=` filters an index lookup on any backend.
+    company_id leads the key so a tag filter reads only the caller's rows."""
 
     __tablename__ = "job_tags"
 
+    company_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     tag: Mapped[str] = mapped_column(String(255), primary_key=True)
     job_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True

@@ -95,10 +95,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_jobs_lease', ['state', 'lease_expires_at'], unique=False)
 
     op.create_table('job_tags',
+    sa.Column('company_id', sa.BigInteger(), nullable=False),
     sa.Column('tag', sa.String(length=255), nullable=False),
     sa.Column('job_id', sa.Uuid(), nullable=False),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_job_tags_job_id_jobs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('tag', 'job_id', name=op.f('pk_job_tags'))
+    sa.PrimaryKeyConstraint('company_id', 'tag', 'job_id', name=op.f('pk_job_tags'))
     )
     with op.batch_alter_table('job_tags', schema=None) as batch_op:
         batch_op.create_index('ix_job_tags_job', ['job_id'], unique=False)

@@ -1,0 +1,69 @@
+"""Request dependencies: the process's settings and store, and the caller (bearer token)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.config import Settings
+from shared.errors import AuthenticationFailed
+from shared.store import Store
+from shared.store.tokens import Principal, authenticate
+
+
+class AppContext:
+    """Settings, and the store opened on first use: building the app (for its OpenAPI
+    document, say) must not touch a database or create a data dir."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self._store = store
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = Store.from_settings(self.settings)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.dispose()
+
+
+def context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.context
+    return ctx
+
+
+def _store(ctx: Annotated[AppContext, Depends(context)]) -> Store:
+    return ctx.store
+
+
+def _settings(ctx: Annotated[AppContext, Depends(context)]) -> Settings:
+    return ctx.settings
+
+
+# auto_error=False: we answer 401 ourselves, with our error body and challenge header.
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`; tokens "
+                     "come from `dataplane tokens create --company-id C --user-id U`")
+
+
+def _principal(store: Annotated[Store, Depends(_store)],
+               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+               ) -> Principal:
+    if credentials is None or not credentials.credentials.strip():
+        raise AuthenticationFailed("Missing or malformed Authorization header; "
+                                   "expected 'Bearer <token>'")
+    with store.unit_of_work() as session:
+        return authenticate(session, credentials.credentials.strip())
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+CurrentPrincipal = Annotated[Principal, Depends(_principal)]

@@ -1,0 +1,1 @@
+"""One module per resource; `api.app` includes every module's `router` (an APIRouter)."""

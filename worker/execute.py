@@ -1,0 +1,185 @@
+"""One claimed run, from NQL to a completed job: compile, bind, run, publish.
+
+`run_job` is the whole lifecycle and what the Celery task calls; it needs no Celery:
+
+    claim (CAS, bumps attempts) -> compile against the company's catalog, pin inputs,
+    write compiled_sql -> locked DuckDB connection -> forecast | materialize + publish
+    -> on any error: settle (cancelled / failed / requeued / fenced) -> staging removed
+
+A watcher thread heartbeats the lease and interrupts DuckDB on cancellation, fencing or
+the time limit, for the whole run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from shared.config import Settings
+from shared.errors import UserError
+from shared.nql import CompiledQuery, StatementKind, check_duckdb_sql, compile_nql
+from shared.states import JobType
+from shared.store import Store
+from shared.store.catalog import StoreCatalog
+from shared.store.jobs import complete, get_job, set_compiled_sql
+from worker.forecast import check_budget, forecast, price_per_row
+from worker.inputs import Input, bind_inputs, input_directories, resolve_inputs
+from worker.lifecycle import Claimed, Outcome, claim_job, record_timeout, settle
+from worker.materialize import Target, ensure_target, place, publish, write_staged
+from worker.sandbox import Limits, open_sandbox, trusted_connection
+from worker.staging import Staging
+from worker.stats import compute_column_stats
+from worker.watch import RunStopped, StopReason, Watcher
+
+log = logging.getLogger(__name__)
+
+_KINDS = {JobType.MATERIALIZE_VIEW: StatementKind.MATERIALIZE_VIEW,
+          JobType.NQL_FORECAST: StatementKind.FORECAST}
+
+
+@dataclass(frozen=True)
+class Plan:
+    compiled: CompiledQuery
+    inputs: tuple[Input, ...]
+    target: Target | None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A claimed run and what it runs with."""
+
+    store: Store
+    settings: Settings
+    executor: str
+    job: Claimed
+    staging: Staging
+    watcher: Watcher
+    deadline: float  # time.monotonic()
+
+    def limits(self) -> Limits:
+        remaining_ms = int((self.deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0:
+            raise RunStopped(StopReason.TIMED_OUT)
+        return Limits.from_settings(self.settings, temp_directory=self.staging.tmp,
+                                    max_execution_ms=remaining_ms)
+
+
+def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: str) -> Outcome:
+    claimed = claim_job(store, settings, job_id, executor=executor)
+    if claimed is None:
+        return Outcome.SKIPPED
+    log.info("job %s attempt %s: claimed by %s", job_id, claimed.attempt, executor)
+    staging = Staging(settings.staging_dir, job_id, claimed.attempt)
+    deadline = time.monotonic() + settings.job_timeout_seconds
+    watcher = Watcher(
+        store, job_id, claimed.attempt, deadline=deadline,
+        poll_seconds=settings.cancel_poll_seconds, heartbeat_seconds=settings.heartbeat_seconds,
+        lease_seconds=settings.lease_seconds,
+        on_stuck=lambda: record_timeout(store, settings, claimed, executor=executor))
+    run = Run(store, settings, executor, claimed, staging, watcher, deadline)
+    try:
+        with watcher:
+            staging.remove_earlier_attempts()
+            staging.create()
+            outcome = _execute(run)
+    except BaseException as error:  # every way out must be recorded
+        try:
+            outcome = settle(store, settings, claimed, error, watcher.reason, executor=executor)
+        except Exception:
+            log.exception("job %s: could not record the outcome; its lease will expire", job_id)
+            outcome = Outcome.FENCED
+        if not isinstance(error, Exception):
+            raise  # SystemExit/KeyboardInterrupt: recorded, now let the process go
+    finally:
+        staging.remove()
+    log.info("job %s attempt %s: %s", job_id, claimed.attempt, outcome)
+    return outcome
+
+
+def prepare(run: Run) -> Plan:
+    """Compile against the job's company (from the row, never the message), pin the inputs,
+    find or create the target, and write compiled_sql back, all fenced by the attempt."""
+    with run.store.unit_of_work() as session:
+        job = get_job(session, run.job.job_id)
+        compiled = compile_nql(job.nql, StoreCatalog(session, job.company_id))
+        if _KINDS.get(JobType(job.type)) != compiled.kind:
+            raise UserError(f"A {job.type} job cannot run a {compiled.kind} statement")
+        inputs = resolve_inputs(session, datasets_dir=run.settings.datasets_dir,
+                                company_id=job.company_id, datasets=compiled.datasets)
+        target = ensure_target(session, job, compiled) if job.type == JobType.MATERIALIZE_VIEW else None
+        if not set_compiled_sql(session, job.id, attempt=run.job.attempt, sql=compiled.select_sql,
+                                dataset_id=target.dataset_id if target else None):
+            raise RunStopped(run.watcher.reason or StopReason.FENCED)
+    return Plan(compiled, inputs, target)
+
+
+def _execute(run: Run) -> Outcome:
+    plan = prepare(run)
+    run.watcher.check()
+    sql = plan.compiled.select_sql
+    check_duckdb_sql(sql, [i.relation for i in plan.inputs])
+    directories: list[Path] = [*input_directories(plan.inputs), run.staging.root]
+    con = open_sandbox(run.limits(), allowed_directories=directories,
+                       bind=lambda c: bind_inputs(c, plan.inputs))
+    run.watcher.attach(con)
+    try:
+        if plan.target is None:
+            return _forecast(run, plan, con)
+        return _materialize(run, plan, plan.target, con)
+    finally:
+        run.watcher.attach(None)
+        con.close()
+
+
+def _forecast_of(run: Run, plan: Plan, con: duckdb.DuckDBPyConnection) -> Any:
+    return forecast(con, plan.compiled.select_sql, plan.inputs,
+                    exact_max_rows=run.settings.forecast_exact_max_rows,
+                    sample_percent=run.settings.forecast_sample_percent)
+
+
+def _forecast(run: Run, plan: Plan, con: duckdb.DuckDBPyConnection) -> Outcome:
+    result = _forecast_of(run, plan, con).as_result()
+    run.watcher.check()
+    with run.store.unit_of_work() as session:
+        if not complete(session, run.job.job_id, attempt=run.job.attempt, executor=run.executor,
+                        result=result, statistics=run.job.statistics()):
+            raise RunStopped(run.watcher.reason or StopReason.FENCED)
+    return Outcome.COMPLETED
+
+
+def _stats_enabled(run: Run, plan: Plan) -> bool:
+    view = plan.compiled.view
+    extended = (view.extended_stats or "").lower() if view else ""
+    return extended == "all" or (run.job.stats_enabled and extended != "none")
+
+
+def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConnection) -> Outcome:
+    view = plan.compiled.view
+    if view is not None and view.budget is not None and price_per_row(plan.inputs) > 0:
+        check_budget(view.budget, _forecast_of(run, plan, con))  # before anything is written
+    staged = write_staged(con, plan.compiled.select_sql, run.staging)
+    run.watcher.check()  # a cancel that came while writing wins over publishing
+    files = [place(staged, datasets_dir=run.settings.datasets_dir, dataset_id=target.dataset_id,
+                   job_id=run.job.job_id, attempt=run.job.attempt)]
+
+    def stats(paths: list[Path]) -> dict[str, Any]:
+        stats_con = trusted_connection(run.limits())
+        run.watcher.attach(stats_con)
+        try:
+            return compute_column_stats(stats_con, paths, target.columns)
+        finally:
+            run.watcher.attach(con)
+            stats_con.close()
+
+    publish(run.store, job_id=run.job.job_id, attempt=run.job.attempt, executor=run.executor,
+            target=target, files=files, staged=staged, datasets_dir=run.settings.datasets_dir,
+            compiled_sql=plan.compiled.select_sql,
+            stats=stats if _stats_enabled(run, plan) else None,
+            statistics=lambda: run.job.statistics(rows=staged.rows, size=staged.size))
+    return Outcome.COMPLETED

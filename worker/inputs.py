@@ -1,0 +1,74 @@
+"""The datasets a job reads, pinned to their current snapshot when the run starts.
+
+Each is bound in the job's DuckDB connection as `ds_<id>`: a view over the snapshot's
+Parquet files, or an empty table with the dataset's columns when it has no snapshot yet.
+Pinning the snapshot here gives the run a consistent read even if a writer publishes a
+new snapshot meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+from sqlalchemy.orm import Session
+
+from shared.nql import ResolvedDataset
+from shared.nql.sandbox import column_ddl
+from shared.store.datasets import current_snapshot, get_dataset
+from worker.sandbox import sql_identifier, sql_string
+
+
+@dataclass(frozen=True, kw_only=True)
+class Input:
+    dataset_id: int
+    relation: str
+    columns: tuple[tuple[str, str], ...]
+    files: tuple[Path, ...]
+    row_count: int
+    price_micro_cents_per_row: int
+    snapshot_id: int | None
+
+
+def resolve_inputs(session: Session, *, datasets_dir: Path, company_id: int,
+                   datasets: Iterable[ResolvedDataset]) -> tuple[Input, ...]:
+    """Look each dataset up again (company-scoped) and pin its current snapshot."""
+    inputs = []
+    for resolved in datasets:
+        dataset = get_dataset(session, resolved.dataset_id, company_id=company_id)
+        snapshot = current_snapshot(session, dataset)
+        inputs.append(Input(
+            dataset_id=dataset.id, relation=resolved.relation,
+            columns=tuple((str(n), str(t)) for n, t in dataset.schema),
+            files=tuple(datasets_dir / f for f in snapshot.files) if snapshot else (),
+            row_count=snapshot.row_count if snapshot else 0,
+            price_micro_cents_per_row=dataset.price_micro_cents_per_row or 0,
+            snapshot_id=snapshot.id if snapshot else None,
+        ))
+    return tuple(inputs)
+
+
+def input_directories(inputs: Iterable[Input]) -> list[Path]:
+    return sorted({f.parent for i in inputs for f in i.files})
+
+
+def parquet_list(files: Sequence[Path]) -> str:
+    return "[" + ", ".join(sql_string(f) for f in files) + "]"
+
+
+def relation_sql(item: Input) -> str:
+    """The SELECT a relation stands for (also used to build samples of it)."""
+    columns = ", ".join(sql_identifier(name) for name, _ in item.columns)
+    return f"SELECT {columns} FROM read_parquet({parquet_list(item.files)})"
+
+
+def bind_inputs(con: duckdb.DuckDBPyConnection, inputs: Iterable[Input]) -> None:
+    for item in inputs:
+        name = sql_identifier(item.relation)
+        if item.files:
+            con.execute(f"CREATE VIEW {name} AS {relation_sql(item)}")
+        else:
+            columns = ", ".join(column_ddl(n, t) for n, t in item.columns)
+            con.execute(f"CREATE TABLE {name} ({columns})")

@@ -1,0 +1,201 @@
+"""`materialize-view`: write the query's rows to staging, then publish them as a snapshot.
+
+1. `ensure_target`: the dataset the view writes (the job's `dataset_id`, else the view's
+   name in the job's company), created from the view when it does not exist yet.
+2. `write_staged`: `COPY (<select>) TO` one Parquet file in the run's staging folder.
+   DuckDB streams it; no row passes through Python.
+3. `place`: move the file into the dataset's folder under a name no other run can use
+   (`<job_id>-<attempt>-0.parquet`). It is not part of the dataset yet: readers only
+   see files a snapshot lists.
+4. `publish`: in one transaction, the snapshot (a compare-and-set on the dataset's
+   current snapshot) and the job's `completed`, fenced by the attempt. If the job is no
+   longer this run's, the transaction rolls back and the placed file is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared.errors import UserError
+from shared.nql import CompiledQuery
+from shared.store import Store
+from shared.store.datasets import (
+    SnapshotConflict,
+    create_dataset,
+    current_snapshot,
+    find_dataset_by_name,
+    get_dataset,
+    publish_snapshot,
+    snapshot_of_job,
+)
+from shared.store.jobs import complete, get_job
+from shared.store.models import Job
+from worker.sandbox import sql_string
+from worker.staging import Staging
+from worker.watch import RunStopped, StopReason
+
+log = logging.getLogger(__name__)
+PUBLISH_TRIES = 3  # concurrent appends to one dataset: re-read the parent and try again
+
+
+class SchemaMismatch(UserError):
+    """An append whose columns differ from the dataset's."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    dataset_id: int
+    write_mode: str
+    columns: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Staged:
+    path: Path
+    rows: int
+    size: int
+
+
+def _find_or_create(session: Session, job: Job, compiled: CompiledQuery,
+                    columns: tuple[tuple[str, str], ...]) -> Any:
+    view = compiled.view
+    assert view is not None
+    if job.dataset_id is not None:
+        return get_dataset(session, job.dataset_id, company_id=job.company_id)
+    for _ in range(3):
+        dataset = find_dataset_by_name(session, company_id=job.company_id, name=view.name)
+        if dataset is not None:
+            return dataset
+        try:  # a savepoint: losing a creation race must not end the transaction
+            with session.begin_nested():
+                return create_dataset(
+                    session, company_id=job.company_id, name=view.name, schema=columns,
+                    display_name=view.display_name, description=view.description,
+                    tags=view.tags, view_nql=job.nql, write_mode=view.write_mode)
+        except IntegrityError:
+            continue  # same name (found next time round) or same generated id (retry)
+    raise SnapshotConflict(f"could not create dataset {view.name!r}")
+
+
+def ensure_target(session: Session, job: Job, compiled: CompiledQuery) -> Target:
+    view = compiled.view
+    if view is None:
+        raise UserError("A materialize-view job needs a CREATE MATERIALIZED VIEW statement")
+    columns = tuple((c.name, c.duckdb_type) for c in compiled.output_columns)
+    dataset = _find_or_create(session, job, compiled, columns)
+    existing = tuple((str(n), str(t)) for n, t in dataset.schema)
+    if view.write_mode == "append" and dataset.current_snapshot_id is not None and existing != columns:
+        raise SchemaMismatch(
+            f"The view's columns ({_columns(columns)}) do not match the columns of dataset "
+            f"{dataset.id} ({_columns(existing)}); use WRITE_MODE = 'overwrite' to replace it",
+            dataset_id=dataset.id)
+    return Target(dataset_id=dataset.id, write_mode=view.write_mode, columns=columns)
+
+
+def _columns(columns: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{n} {t}" for n, t in columns)
+
+
+def write_staged(con: duckdb.DuckDBPyConnection, select_sql: str, staging: Staging) -> Staged:
+    path = staging.out / "part-0.parquet"
+    row = con.execute(f"COPY ({select_sql}) TO {sql_string(path)} (FORMAT parquet)").fetchone()
+    return Staged(path=path, rows=int(row[0]) if row else 0, size=path.stat().st_size)
+
+
+def place(staged: Staged, *, datasets_dir: Path, dataset_id: int, job_id: uuid.UUID,
+          attempt: int) -> str:
+    """Move the staged file into the dataset folder; returns its path relative to datasets_dir."""
+    relative = f"{dataset_id}/{job_id}-{attempt}-0.parquet"
+    destination = datasets_dir / relative
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged.path, destination)  # same file system: staging lives beside datasets
+    return relative
+
+
+def unplace(datasets_dir: Path, files: list[str]) -> None:
+    for relative in files:
+        (datasets_dir / relative).unlink(missing_ok=True)
+
+
+def _parent(store: Store, dataset_id: int) -> tuple[int | None, list[str]]:
+    with store.unit_of_work() as session:
+        snapshot = current_snapshot(session, get_dataset(session, dataset_id))
+        return (snapshot.id, list(snapshot.files)) if snapshot else (None, [])
+
+
+def _already_published(store: Store, job_id: uuid.UUID) -> dict[str, Any] | None:
+    """After a commit whose outcome is unknown: did it land?"""
+    with store.unit_of_work() as session:
+        if snapshot_of_job(session, job_id) is None:
+            return None
+        return get_job(session, job_id).result
+
+
+def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, target: Target,
+            files: list[str], staged: Staged, datasets_dir: Path, compiled_sql: str,
+            stats: Callable[[list[Path]], dict[str, Any]] | None,
+            statistics: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Publish the snapshot and complete the job in one transaction; returns the result.
+
+    `stats` computes column statistics over the new snapshot's files (None: disabled).
+    When the publish surely did not happen the placed `files` are deleted; when its
+    outcome is unknown (the store failed during commit) they are left: an orphan file is
+    harmless, a snapshot missing its file is not."""
+    try:
+        for _ in range(PUBLISH_TRIES):
+            try:
+                return _publish_once(store, job_id=job_id, attempt=attempt, executor=executor,
+                                     target=target, files=files, staged=staged,
+                                     datasets_dir=datasets_dir, compiled_sql=compiled_sql,
+                                     stats=stats, statistics=statistics)
+            except SnapshotConflict:
+                log.info("job %s: dataset %s changed meanwhile, publishing again",
+                         job_id, target.dataset_id)
+        raise SnapshotConflict(f"dataset {target.dataset_id} kept changing; publish given up")
+    except (SnapshotConflict, RunStopped, duckdb.Error, UserError):
+        unplace(datasets_dir, files)
+        raise
+    except Exception:
+        try:
+            landed = _already_published(store, job_id)
+        except Exception:
+            log.warning("job %s: publish outcome unknown, keeping %s", job_id, files)
+            raise
+        if landed is not None:
+            return landed
+        unplace(datasets_dir, files)
+        raise
+
+
+def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str,
+                  target: Target, files: list[str], staged: Staged, datasets_dir: Path,
+                  compiled_sql: str, stats: Callable[[list[Path]], dict[str, Any]] | None,
+                  statistics: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    parent_id, parent_files = _parent(store, target.dataset_id)
+    keep = target.write_mode == "append" and parent_id is not None
+    snapshot_files = [*parent_files, *files] if keep else files
+    column_stats = stats([datasets_dir / f for f in snapshot_files]) if stats else None
+    with store.unit_of_work() as session:
+        dataset = get_dataset(session, target.dataset_id)
+        if dataset.current_snapshot_id != parent_id:
+            raise SnapshotConflict(f"dataset {dataset.id} changed while publishing")
+        snapshot = publish_snapshot(
+            session, dataset=dataset, job_id=job_id, write_mode=target.write_mode,
+            added_files=files, added_rows=staged.rows, added_bytes=staged.size,
+            column_stats=column_stats, schema=None if keep else target.columns)
+        result = {"dataset_id": dataset.id, "snapshot_id": snapshot.id,
+                  "recalculation_id": str(snapshot.recalculation_id)}
+        if not complete(session, job_id, attempt=attempt, executor=executor, result=result,
+                        statistics=statistics(), compiled_sql=compiled_sql):
+            raise RunStopped(StopReason.FENCED)  # rolls the snapshot back too
+    return result
