@@ -15,15 +15,27 @@ from api import errors
 from api.deps import AppContext
 from api.limits import BodyLimitMiddleware
 from shared.config import Settings
+from shared.nql import StaticCatalog, compile_nql
 from shared.store import Store
 
 TITLE = "dataplane"
 VERSION = "1.0.0"
-DESCRIPTION = (
-    "NQL jobs on Celery workers and DuckDB. Every endpoint but /healthz and /metrics needs "
-    "`Authorization: Bearer <token>`. Errors are `{type, title, status, detail}` (NQL errors "
-    "add `line` and `column`); request bodies with unknown fields are rejected with 400."
-)
+DESCRIPTION = """NQL jobs on Celery workers and DuckDB.
+
+- Every endpoint but `/healthz` and `/metrics` needs `Authorization: Bearer <token>`
+  (`dataplane tokens create`); a missing, malformed, unknown or revoked token is a 401 with
+  `WWW-Authenticate: Bearer`. The token decides `request_source`. Another company's job or
+  dataset is a 404, exactly as a missing one.
+- `/healthz` and `/metrics` (Prometheus text) are public: they carry no company's data.
+- Errors are `{type, title, status, detail}`; NQL errors add `line` and `column`. Results of a
+  job that is not completed answer Dremio's `{errorMessage, moreInfo}` with 400.
+- Bad input is a 400, never a 422: unknown body fields (so a client cannot set
+  `request_source`), wrong types (`"2"` is not a number), unknown enum values, `per_page` or
+  `limit` above 500, negative offsets, malformed UUIDs. Bodies over the configured limit
+  (`DATAPLANE_API_MAX_BODY_BYTES`) are a 413, announced or chunked.
+- `POST /nql/run` answers 201 with the new job, or 200 with the existing one when the
+  company already used that `idempotency_key`.
+"""
 
 
 def routers() -> Iterator[APIRouter]:
@@ -33,11 +45,19 @@ def routers() -> Iterator[APIRouter]:
             yield router
 
 
+def warm_up_compiler() -> None:
+    """Compile one statement before serving: the compiler's first use builds its DuckDB
+    function allow-list (~1 s), which would otherwise fall on the first submissions, and on
+    all of them at once when they arrive together."""
+    compile_nql("EXPLAIN SELECT 1 AS warm_up", StaticCatalog(()))
+
+
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
     context = AppContext(settings or Settings(), store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        warm_up_compiler()
         yield
         context.close()
 

@@ -159,8 +159,10 @@ class Dispatcher:
         result = SweepResult()
         if self.broker_watch is not None and self.broker_watch.lost_messages():
             forgotten = forget_publications(self.store)
-            log.warning("broker lost its queues (restart or flush): republishing %d pending "
-                        "job(s)", forgotten)
+            # Also seen on a first start against a fresh broker; only a loss is news.
+            log.log(logging.WARNING if forgotten else logging.INFO,
+                    "broker restarted or lost its data: republishing %d pending job(s)",
+                    forgotten)
             self.broker_watch.acknowledge()
         result.cancelled = finalize_unstarted_cancellations(
             self.store, actor=self.actor, limit=self.settings.dispatch_batch_size)

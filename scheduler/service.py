@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -67,11 +68,12 @@ def run_scheduler(settings: Settings, *, once: bool = False) -> None:
     publisher = CeleryPublisher.from_settings(settings)
     try:
         duties = build_duties(settings, store, publisher)
+        if once:
+            # No listener: a running scheduler may hold the nudge socket.
+            Runner(duties, waiter=_NoNudges()).run_once()
+            return
         with NudgeListener(settings) as listener:
             runner = Runner(duties, listener)
-            if once:
-                runner.run_once()
-                return
             log.info("scheduler running: %s; broker %s; store %s",
                      ", ".join(f"{d.name} every {d.interval:g}s" for d in duties),
                      _redacted(settings.celery_broker_url), _redacted(settings.store_url))
@@ -81,6 +83,12 @@ def run_scheduler(settings: Settings, *, once: bool = False) -> None:
     finally:
         publisher.close()
         store.dispose()
+
+
+class _NoNudges:
+    def wait(self, timeout: float) -> bool:
+        time.sleep(timeout)
+        return False
 
 
 def _redacted(url: str) -> str:

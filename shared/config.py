@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     republish_max_seconds: float = Field(
         default=1800.0, gt=0, description="Cap of that doubling wait between republishes.")
     dispatch_batch_size: int = Field(
-        default=200, ge=1, description="Jobs locked and published per dispatcher transaction.")
+        default=100, ge=1, description="Jobs locked and published per dispatcher transaction.")
     publish_timeout_seconds: float = Field(
         default=2.0, gt=0,
         description="Bound on one publish (connect, send) so a dead broker cannot hang the "

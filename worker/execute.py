@@ -30,7 +30,7 @@ from shared.store.catalog import StoreCatalog
 from shared.store.jobs import complete, get_job, set_compiled_sql
 from worker.forecast import check_budget, forecast, price_per_row
 from worker.inputs import Input, bind_inputs, input_directories, resolve_inputs
-from worker.lifecycle import Claimed, Outcome, claim_job, record_timeout, settle
+from worker.lifecycle import Claimed, Outcome, claim_job, hand_back, record_timeout, settle
 from worker.materialize import Target, ensure_target, place, publish, write_staged
 from worker.sandbox import Limits, open_sandbox, trusted_connection
 from worker.staging import Staging
@@ -89,13 +89,17 @@ def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: st
             staging.create()
             outcome = _execute(run)
     except BaseException as error:  # every way out must be recorded
+        stopping = not isinstance(error, Exception)  # SystemExit, KeyboardInterrupt
         try:
-            outcome = settle(store, settings, claimed, error, watcher.reason, executor=executor)
+            if stopping:
+                outcome = hand_back(store, claimed, executor=executor)
+            else:
+                outcome = settle(store, settings, claimed, error, watcher.reason, executor=executor)
         except Exception:
             log.exception("job %s: could not record the outcome; its lease will expire", job_id)
             outcome = Outcome.FENCED
-        if not isinstance(error, Exception):
-            raise  # SystemExit/KeyboardInterrupt: recorded, now let the process go
+        if stopping:
+            raise
     finally:
         staging.remove()
     log.info("job %s attempt %s: %s", job_id, claimed.attempt, outcome)

@@ -137,6 +137,22 @@ def settle(store: Store, settings: Settings, run: Claimed, error: BaseException,
     return Outcome.FENCED
 
 
+def hand_back(store: Store, run: Claimed, *, executor: str) -> Outcome:
+    """The worker is shutting down mid-run: the job goes back to `pending` at once (no
+    infrastructure retry counted: the job did nothing wrong), or to `cancelled` if that
+    was asked meanwhile."""
+    entry = failure_entry("The worker shut down during the run; the job was queued again",
+                          {"type": "WorkerShutdown", "attempt": run.attempt, "kind": "shutdown"})
+    with store.unit_of_work() as session:
+        done = requeue(session, run.job_id, attempt=run.attempt, actor=executor, failure=entry)
+        state = run_state(session, run.job_id, attempt=run.attempt)
+    if done:
+        return Outcome.REQUEUED
+    if state == JobState.PENDING_CANCELLATION:
+        return _cancel(store, run, executor)
+    return Outcome.FENCED
+
+
 def record_timeout(store: Store, settings: Settings, run: Claimed, *, executor: str) -> None:
     """From the watcher, when DuckDB ignores the interrupt: end the job as timed out."""
     entry = failure_entry(f"timed out after {settings.job_timeout_seconds} s",

@@ -20,6 +20,7 @@ from shared.celery_app import app
 from shared.config import Settings
 from shared.queues import RUN_JOB_TASK
 from shared.store import Store
+from worker import shutdown
 from worker.execute import run_job
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def process_context() -> _Process:
 def _fresh_process(**_: Any) -> None:
     global _process
     _process = None  # never reuse the parent's pooled database connections
+    shutdown.install()
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, max_retries=None, ignore_result=True)

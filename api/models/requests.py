@@ -35,9 +35,12 @@ def storable(value: str) -> str:
     return value
 
 
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH),
-                      AfterValidator(storable)]
-NQLText = Annotated[str, StringConstraints(min_length=1), AfterValidator(storable)]
+# The NUL rule is also a pattern, so the OpenAPI document states it (clients, fuzzers).
+NO_NUL = r"^[^\x00]*$"
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH,
+                                             pattern=NO_NUL), AfterValidator(storable)]
+NQLText = Annotated[str, StringConstraints(min_length=1, pattern=NO_NUL),
+                    AfterValidator(storable)]
 
 
 class _Body(BaseModel):

@@ -96,10 +96,10 @@ def record_view_schedule(session: Session, *, dataset_id: int, job: Job,
                          refresh_schedule: str | None,
                          now: datetime | None = None) -> RefreshSchedule | None:
     """Store a completed view job's REFRESH_SCHEDULE on its dataset (in the completion
-    transaction). A refresh job (tag `refresh`) leaves the schedule as it is: it runs the
+    transaction). A refresh job (tags `refresh`, `dataset_id=<id>`) leaves the schedule as it is: it runs the
     schedule, it does not redefine it (the user may have changed it with PUT meanwhile).
     A new submission of the view does redefine it, keeping a zone set with PUT."""
-    if REFRESH_TAG in (job.tags or []):
+    if {REFRESH_TAG, dataset_tag(dataset_id)} <= set(job.tags or []):
         return get_schedule(session, dataset_id)
     now = now or utcnow()
     existing = get_schedule(session, dataset_id, lock=True)
@@ -184,7 +184,8 @@ def archive_schedule(session: Session, *, dataset_id: int,
 
 def in_flight_refresh(session: Session, *, company_id: int, dataset_id: int) -> Job | None:
     """A materialize-view job writing this dataset that has not ended, if any."""
-    tagged = select(JobTag.job_id).where(JobTag.tag == dataset_tag(dataset_id))
+    tagged = select(JobTag.job_id).where(JobTag.company_id == company_id,
+                                         JobTag.tag == dataset_tag(dataset_id))
     return session.scalars(
         select(Job).where(
             Job.company_id == company_id, Job.type == JobType.MATERIALIZE_VIEW.value,
@@ -266,18 +267,22 @@ def fire_schedule(session: Session, schedule: RefreshSchedule, *, now: datetime)
     slot = schedule.next_run_at
     assert slot is not None
     following = next_run_after(parse_schedule(schedule.cron, schedule.cron_zone_id), now)
+    busy = in_flight_refresh(session, company_id=schedule.company_id,
+                             dataset_id=schedule.dataset_id)
+    # Advanced even when skipped: a skipped slot is not owed later.
+    values: dict[str, Any] = {"next_run_at": following, "updated_at": now}
+    if busy is None:
+        values["last_scheduled_for"] = slot
     advanced = session.execute(
         update(RefreshSchedule)
         .where(RefreshSchedule.dataset_id == schedule.dataset_id,
                RefreshSchedule.status == ScheduleStatus.ACTIVE.value,
                RefreshSchedule.next_run_at == slot)
-        .values(next_run_at=following, updated_at=now),
+        .values(**values),
         execution_options={"synchronize_session": False},
     ).rowcount
     if advanced != 1:
         return Fired(schedule.dataset_id, slot, FireOutcome.LOST, None, following)
-    busy = in_flight_refresh(session, company_id=schedule.company_id,
-                             dataset_id=schedule.dataset_id)
     if busy is not None:
         return Fired(schedule.dataset_id, slot, FireOutcome.SKIPPED, busy.id, following)
     job, created = create_job(session, _refresh_job(
@@ -287,11 +292,6 @@ def fire_schedule(session: Session, schedule: RefreshSchedule, *, now: datetime)
         execution_cluster=schedule.execution_cluster, compute_pool_id=schedule.compute_pool_id,
         stats_enabled=schedule.stats_enabled,
     ), actor="scheduler")
-    session.execute(
-        update(RefreshSchedule).where(RefreshSchedule.dataset_id == schedule.dataset_id)
-        .values(last_scheduled_for=slot),
-        execution_options={"synchronize_session": False},
-    )
     return Fired(schedule.dataset_id, slot, FireOutcome.CREATED if created else FireOutcome.EXISTED,
                  job.id, following)
 

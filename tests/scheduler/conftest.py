@@ -1,61 +1,18 @@
-"""Fixtures of the scheduler tests: a Redis server of the test's own (to stop, restart
-and lose messages with) on top of the shared real PostgreSQL/Redis fixtures."""
+"""Fixtures of the scheduler tests, on top of the shared real PostgreSQL/Redis ones: a
+Redis server of the test's own and a deployment of real processes around it."""
 
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shared.store import Store
 from tests.conftest import IN_CI
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A redis-server without persistence: a restart empties every queue."""
-
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port = port
-        self.workdir = workdir
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.popen = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.kill()  # no shutdown save: like a crash
-            self.popen.wait(timeout=10)
-        self.popen = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+from tests.scheduler.cluster import Cluster
+from tests.scheduler.redis_server import PrivateRedis, free_port
 
 
 @pytest.fixture
@@ -70,3 +27,17 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def cluster(pg_store: Store, pg_database: str, private_redis: PrivateRedis,
+            tmp_path: Path) -> Iterator[Cluster]:
+    """PostgreSQL + a Redis of the test's own; processes are started by the test and
+    stopped at teardown."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(exist_ok=True)
+    deployment = Cluster(store=pg_store, database_url=pg_database,
+                         broker_url=private_redis.url, data_dir=data_dir,
+                         log_dir=tmp_path / "logs")
+    yield deployment
+    deployment.stop_all()

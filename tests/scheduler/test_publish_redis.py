@@ -18,8 +18,8 @@ from scheduler.producer import CeleryPublisher
 from shared.config import Settings
 from shared.queues import DEDICATED_QUEUE, RUN_JOB_TASK, SHARED_QUEUE, pool_queue
 from shared.store import Store
-from tests.scheduler.conftest import PrivateRedis
 from tests.scheduler.helpers import get, new_job
+from tests.scheduler.redis_server import PrivateRedis
 
 SEP = "\x06\x16"  # kombu's separator of priority sub-queues
 
@@ -30,7 +30,8 @@ def queued(client: redis.Redis, key: str) -> list[dict[str, Any]]:
 
 
 def test_sweep_publishes_to_the_routed_queue_and_priority_step(
-        store: Store, redis_url: str, data_dir: Path) -> None:
+        store: Store, private_redis: PrivateRedis, data_dir: Path) -> None:
+    redis_url = private_redis.url
     settings = Settings(data_dir=data_dir, broker_url=redis_url)
     pool = uuid.uuid4()
     urgent = new_job(store, priority=2)

@@ -4,6 +4,7 @@ overdue counts /metrics shows."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import text
 
@@ -26,7 +27,7 @@ def test_racing_schedulers_make_one_job_per_schedule_and_slot(pg_store: Store) -
         # Their clocks disagree by up to a second and a half after the slot.
         nows = [utc(2026, 5, 4, 10, minute) + timedelta(milliseconds=200 * i)
                 for i in range(SCHEDULERS)]
-        race([lambda now=now: refresh_due(pg_store, now=now) for now in nows])
+        race([partial(refresh_due, pg_store, now=now) for now in nows])
         with pg_store.unit_of_work() as session:  # the worker's part: all done
             session.execute(text("UPDATE jobs SET state = 'completed'"))
     keys = [job.idempotency_key for job in refresh_jobs(pg_store)]

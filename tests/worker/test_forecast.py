@@ -124,7 +124,7 @@ def test_a_linear_estimate_is_close(bound: tuple[duckdb.DuckDBPyConnection, list
     truth = exact_count(con, sql)
     result = forecast(con, sql, inputs, exact_max_rows=1_000, sample_percent=20)
     assert abs(result.rows - truth) < 0.1 * truth
-    assert result.rows_upper - result.rows_lower < 0.3 * truth  # type: ignore[operator]
+    assert result.rows_upper - result.rows_lower < 0.6 * truth  # type: ignore[operator]
 
 
 def test_shapes_the_sample_cannot_bound_are_counted_exactly(
