@@ -11,11 +11,10 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 import api.routes
-from api import errors
+from api import errors, submission
 from api.deps import AppContext
 from api.limits import BodyLimitMiddleware
 from shared.config import Settings
-from shared.nql import StaticCatalog, compile_nql
 from shared.store import Store
 
 TITLE = "dataplane"
@@ -45,19 +44,12 @@ def routers() -> Iterator[APIRouter]:
             yield router
 
 
-def warm_up_compiler() -> None:
-    """Compile one statement before serving: the compiler's first use builds its DuckDB
-    function allow-list (~1 s), which would otherwise fall on the first submissions, and on
-    all of them at once when they arrive together."""
-    compile_nql("EXPLAIN SELECT 1 AS warm_up", StaticCatalog(()))
-
-
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
     context = AppContext(settings or Settings(), store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        warm_up_compiler()
+        submission.warm_up()
         yield
         context.close()
 

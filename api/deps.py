@@ -57,11 +57,11 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <toke
 def _principal(store: Annotated[Store, Depends(_store)],
                credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
                ) -> Principal:
-    if credentials is None or not credentials.credentials.strip():
+    if credentials is None:  # no header, another scheme, or no token after "Bearer"
         raise AuthenticationFailed("Missing or malformed Authorization header; "
                                    "expected 'Bearer <token>'")
     with store.unit_of_work() as session:
-        return authenticate(session, credentials.credentials.strip())
+        return authenticate(session, credentials.credentials)
 
 
 StoreDep = Annotated[Store, Depends(_store)]

@@ -53,6 +53,8 @@ _STATUS: tuple[tuple[type[DataplaneError], int], ...] = (
 )
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# RFC 9110 names where Python's http module still has the older ones.
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 
 
 def status_of(error: DataplaneError) -> int:
@@ -70,7 +72,8 @@ def _kebab(name: str) -> str:
 def problem(status: int, detail: str, *, type_: str | None = None, title: str | None = None,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     """A `{type, title, status, detail}` body (RFC 9457 shaped)."""
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    phrase = _TITLES.get(status) or (
+        HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error")
     body = {"type": type_ or _kebab(phrase.replace(" ", "")), "title": title or phrase,
             "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, headers=headers)

@@ -33,8 +33,8 @@ class BodyLimitMiddleware:
         limit = self.max_body_bytes
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            response = problem(413, BodyTooLarge(limit).detail, type_="content-too-large",
-                               headers={"Connection": "close"})
+            # Refused unread: the connection cannot be reused for another request.
+            response = problem(413, BodyTooLarge(limit).detail, headers={"Connection": "close"})
             await response(scope, receive, send)
             return
         received = 0

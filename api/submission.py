@@ -7,6 +7,7 @@ gets the very message of a missing one (the catalog cannot tell them apart).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -18,9 +19,11 @@ from shared.nql import (
     CompiledQuery,
     MaterializedViewSpec,
     StatementKind,
+    StaticCatalog,
     compile_nql,
     validate_nql,
 )
+from shared.schedule_expr import validate_schedule
 from shared.states import ExecutionCluster
 from shared.store.catalog import StoreCatalog
 from shared.store.datasets import find_dataset_by_name
@@ -48,8 +51,27 @@ def _stats_enabled(body: RunRequest, view: MaterializedViewSpec | None) -> bool:
     return not (view is not None and view.extended_stats == "none")
 
 
+# The compiler keeps one DuckDB connection per thread that uses it. Compiling on this small
+# pool, not on whichever of the server's many request threads runs the handler, bounds
+# those connections to COMPILE_THREADS; and the pool's threads are joined at interpreter
+# exit (concurrent.futures does), so their connections close in their own thread. A DuckDB
+# object left to interpreter finalization instead can abort the process
+# ("FATAL: exception not rethrown"). Compiling is CPU-bound under the GIL: more threads
+# would not compile faster.
+COMPILE_THREADS = 4
+_compiler = ThreadPoolExecutor(max_workers=COMPILE_THREADS, thread_name_prefix="nql-compile")
+
+
 def compile_statement(session: Session, principal: Principal, nql: str) -> CompiledQuery:
-    return compile_nql(nql, StoreCatalog(session, principal.company_id))
+    """Compile against the caller's datasets (the session is only used while we wait)."""
+    catalog = StoreCatalog(session, principal.company_id)
+    return _compiler.submit(compile_nql, nql, catalog).result()
+
+
+def warm_up() -> None:
+    """The compiler's first use builds its DuckDB function allow-list (~1 s): do it before
+    serving, so it does not fall on the first submissions (on all of them at once)."""
+    _compiler.submit(compile_nql, "EXPLAIN SELECT 1 AS warm_up", StaticCatalog(())).result()
 
 
 def submit(session: Session, principal: Principal, body: RunRequest) -> tuple[Job, bool]:
@@ -60,6 +82,7 @@ def submit(session: Session, principal: Principal, body: RunRequest) -> tuple[Jo
     if compiled.kind is StatementKind.SELECT:
         raise InvalidRequest(BARE_SELECT)
     view = compiled.view
+    check_schedule(view)
     dataset_id = None
     if view is not None:
         # The view's target: known when a dataset of that name exists; the worker creates it
@@ -75,6 +98,13 @@ def submit(session: Session, principal: Principal, body: RunRequest) -> tuple[Jo
         priority=body.priority, retry_limit=body.retry_limit,
     )
     return create_job(session, new)
+
+
+def check_schedule(view: MaterializedViewSpec | None) -> None:
+    """A REFRESH_SCHEDULE the scheduler could not run (`61 * * * *`, `0 0 30 2 *`) is a 400
+    now, before any job, rather than a view that silently never refreshes."""
+    if view is not None and view.refresh_schedule is not None:
+        validate_schedule(view.refresh_schedule)
 
 
 def view_options(view: MaterializedViewSpec) -> dict[str, Any]:
@@ -96,6 +126,7 @@ def validate(session: Session, principal: Principal, nql: str) -> dict[str, Any]
     if verdict.problems:
         raise verdict.problems[0]
     assert verdict.kind is not None
+    check_schedule(verdict.view)
     columns: list[dict[str, Any]]
     try:
         compiled = compile_statement(session, principal, nql)

@@ -71,7 +71,8 @@ def exact_count(con: duckdb.DuckDBPyConnection, select_sql: str) -> int:
 
 
 def forecast(con: duckdb.DuckDBPyConnection, select_sql: str, inputs: Sequence[Input], *,
-             exact_max_rows: int, sample_percent: float) -> Forecast:
+             exact_max_rows: int, sample_percent: float, seed: int | None = None) -> Forecast:
+    """`seed` makes the sample repeatable (with one DuckDB thread): for tests."""
     price = price_per_row(inputs)
     total = sum(i.row_count for i in inputs)
     if total <= exact_max_rows or not inputs:
@@ -85,7 +86,7 @@ def forecast(con: duckdb.DuckDBPyConnection, select_sql: str, inputs: Sequence[I
         rows = exact_count(con, select_sql)
         return Forecast(rows=rows, cost=rows * price)
     p = sample_percent / 100
-    _draw_sample(con, target, sample_percent)
+    _draw_sample(con, target, sample_percent, seed)
     try:
         if shape == Shape.LINEAR:
             rows, lower, upper = _linear(con, select_sql, target, p)
@@ -96,11 +97,15 @@ def forecast(con: duckdb.DuckDBPyConnection, select_sql: str, inputs: Sequence[I
     return Forecast(rows=rows, cost=rows * price, rows_lower=lower, rows_upper=upper)
 
 
-def _draw_sample(con: duckdb.DuckDBPyConnection, target: Input, percent: float) -> None:
+def _draw_sample(con: duckdb.DuckDBPyConnection, target: Input, percent: float,
+                 seed: int | None) -> None:
+    method = "bernoulli" if seed is None else f"bernoulli, {int(seed)}"
+    if seed is not None:
+        con.execute("SELECT setseed(?)", [(int(seed) % 1000) / 1000])
     con.execute(
         f"CREATE TEMP TABLE {_SAMPLE} AS SELECT *, "
         f"CAST(floor(random() * {BUCKETS}) AS INTEGER) AS {_BUCKET} "
-        f"FROM {sql_identifier(target.relation)} TABLESAMPLE {float(percent)}% (bernoulli)"
+        f"FROM {sql_identifier(target.relation)} TABLESAMPLE {float(percent)}% ({method})"
     )
 
 

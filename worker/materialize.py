@@ -181,14 +181,16 @@ def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: st
                   target: Target, files: list[str], staged: Staged, datasets_dir: Path,
                   compiled_sql: str, stats: Callable[[list[Path]], dict[str, Any]] | None,
                   statistics: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    parent_id, parent_files = _parent(store, target.dataset_id)
-    keep = target.write_mode == "append" and parent_id is not None
-    snapshot_files = [*parent_files, *files] if keep else files
-    column_stats = stats([datasets_dir / f for f in snapshot_files]) if stats else None
+    column_stats, expected = None, None
+    if stats is not None:  # statistics describe the new snapshot: they need its parent first
+        expected, parent_files = _parent(store, target.dataset_id)
+        keep = target.write_mode == "append" and expected is not None
+        column_stats = stats([datasets_dir / f for f in ([*parent_files, *files] if keep else files)])
     with store.unit_of_work() as session:
         dataset = get_dataset(session, target.dataset_id)
-        if dataset.current_snapshot_id != parent_id:
+        if stats is not None and dataset.current_snapshot_id != expected:
             raise SnapshotConflict(f"dataset {dataset.id} changed while publishing")
+        keep = target.write_mode == "append" and dataset.current_snapshot_id is not None
         snapshot = publish_snapshot(
             session, dataset=dataset, job_id=job_id, write_mode=target.write_mode,
             added_files=files, added_rows=staged.rows, added_bytes=staged.size,

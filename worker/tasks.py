@@ -22,6 +22,7 @@ from shared.queues import RUN_JOB_TASK
 from shared.store import Store
 from worker import shutdown
 from worker.execute import run_job
+from worker.sandbox import make_spare
 
 log = logging.getLogger(__name__)
 STORE_RETRY_MAX_SECONDS = 60
@@ -51,6 +52,7 @@ def _fresh_process(**_: Any) -> None:
     global _process
     _process = None  # never reuse the parent's pooled database connections
     shutdown.install()
+    make_spare()
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, max_retries=None, ignore_result=True)
@@ -60,6 +62,7 @@ def run_job_task(self: Task, job_id: str, job_type: str | None = None,
     executor = f"{self.request.hostname or 'worker'}/{os.getpid()}"
     try:
         outcome = run_job(context.store, context.settings, uuid.UUID(job_id), executor=executor)
+        make_spare()
     except Exception as error:
         # Only the claim can get here (after it, run_job records every outcome): the store is
         # unreachable. Try the message again later rather than drop it.

@@ -21,6 +21,7 @@ from shared.states import ExecutionCluster
 MAX_TAGS = 50
 MAX_RETRY_LIMIT = 10
 MAX_KEY_LENGTH = 255  # idempotency keys and tags are VARCHAR(255) in the store
+INT64_MAX = 2**63 - 1  # ids, offsets: BIGINT in the store, so larger is a 400, not a 500
 
 
 def storable(value: str) -> str:

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from shared.states import ExecutionCluster, JobState, JobType
 
@@ -172,8 +172,6 @@ class MaterializedViewConfig(BaseModel):
 
 
 class Dataset(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
     id: int
     company_id: int
     name: str

@@ -10,15 +10,15 @@ from fastapi.responses import JSONResponse
 from api import errors
 from api.datasets import dataset_to_wire, owned_dataset, owned_snapshot, snapshots_to_wire
 from api.deps import CurrentPrincipal, StoreDep
+from api.models.requests import INT64_MAX
 from api.models.responses import ColumnStats, Dataset, SnapshotList
 from shared.results import column_stats
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses={
     **errors.BAD_REQUEST, **errors.UNAUTHORIZED, **errors.NOT_FOUND, **errors.DEFAULT})
 
-# Ids are BIGINT in the store: anything larger is a 400, not a database error.
-DatasetId = Annotated[int, Path(ge=0, le=2**63 - 1)]
-SnapshotId = Annotated[int, Path(ge=0, le=2**63 - 1)]
+DatasetId = Annotated[int, Path(ge=0, le=INT64_MAX)]
+SnapshotId = Annotated[int, Path(ge=0, le=INT64_MAX)]
 
 
 @router.get("/{dataset_id}", response_model=Dataset, summary="Get a dataset")

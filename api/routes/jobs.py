@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from api import errors
 from api.deps import CurrentPrincipal, SettingsDep, StoreDep
-from api.models.requests import ShortText
+from api.models.requests import INT64_MAX, ShortText
 from api.models.responses import Job, JobPage
 from shared.nudge import nudge_dispatcher
 from shared.states import JobState, JobType
@@ -21,8 +21,6 @@ from shared.wire import job_to_wire
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses={
     **errors.BAD_REQUEST, **errors.UNAUTHORIZED, **errors.DEFAULT})
-
-INT64_MAX = 2**63 - 1
 
 
 def actor(principal: Principal) -> str:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from api import errors
 from api.deps import CurrentPrincipal, SettingsDep, StoreDep
+from api.models.requests import INT64_MAX
 from api.models.responses import JobResults
 from shared.results import MEDIA_TYPES, read_results, stream_result
 from shared.store.jobs import get_job
@@ -20,7 +21,6 @@ router = APIRouter(prefix="/jobs", tags=["results"], responses={
     **errors.RESULTS_BAD_REQUEST, **errors.UNAUTHORIZED, **errors.NOT_FOUND, **errors.DEFAULT})
 
 MAX_LIMIT = 500
-INT64_MAX = 2**63 - 1
 
 
 class ResultFormat(StrEnum):

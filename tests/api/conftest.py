@@ -6,7 +6,6 @@ need a worker, or a process whose memory is measured, start real `dataplane` pro
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,14 +26,6 @@ EVENTS_ID, EVENTS_NAME = 101, "events"
 EVENTS_SCHEMA = (("user_id", "BIGINT"), ("country", "VARCHAR"), ("amount", "DOUBLE"),
                  ("seen_at", "TIMESTAMP"), ("location", "STRUCT(lat DOUBLE, lon DOUBLE)"))
 OTHER_EVENTS_ID = 202  # company 2's dataset, same name and schema
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """The NQL compiler keeps a DuckDB connection per thread; those of threads that have
-    ended (the TestClients' pools) are only freed by the cyclic GC. Freed during interpreter
-    finalization instead, DuckDB aborts the process ("FATAL: exception not rethrown", exit
-    134) after all tests passed. Collect them while the interpreter is whole."""
-    gc.collect()
 
 
 def bearer(token: str) -> dict[str, str]:

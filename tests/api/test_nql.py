@@ -211,3 +211,15 @@ def test_validate_reports_unknown_columns_of_known_datasets(client, auth):
     assert response.status_code == 400
     assert "nope" in response.json()["detail"]
 
+
+
+@pytest.mark.parametrize("schedule, ok", [("@daily", True), ("*/15 * * * *", True),
+                                          ("61 * * * *", False), ("0 0 30 2 *", False)])
+def test_refresh_schedule_is_checked_at_submit_and_validate(client, auth, schedule, ok):
+    nql = (f"CREATE MATERIALIZED VIEW \"v\" REFRESH_SCHEDULE = '{schedule}' "
+           "AS SELECT \"user_id\" FROM company_data.events")
+    for path in ("/nql/validate", "/nql/run"):
+        response = client.post(path, json={"nql": nql}, headers=auth)
+        assert (response.status_code < 300) is ok, (path, response.text)
+        if not ok:
+            assert "REFRESH_SCHEDULE" in response.json()["detail"]

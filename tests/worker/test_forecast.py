@@ -45,6 +45,7 @@ def bound(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[duckdb.Duc
                     files=(folder / "small.parquet",), row_count=2_000,
                     price_micro_cents_per_row=5, snapshot_id=2)]
     con = duckdb.connect()
+    con.execute("SET threads = 1")  # with a seed, samples are repeatable on one thread
     bind_inputs(con, inputs)
     yield con, inputs
     con.close()
@@ -105,8 +106,10 @@ def test_sampled_estimates_hold_the_true_count_within_their_bounds(
     inputs = both if name == "join" else both[:1]
     sql = _sql(CASES[name][0])
     truth = exact_count(con, sql)
-    for _ in range(5):  # fresh samples each time
-        result = forecast(con, sql, inputs, exact_max_rows=1_000, sample_percent=20)
+    # Five fixed samples, so the test cannot flake; the bounds aim at 99.9% coverage and
+    # missed 1 of 1,500 fresh samples on these cases (the join) when this was written.
+    for seed in range(5):
+        result = forecast(con, sql, inputs, exact_max_rows=1_000, sample_percent=20, seed=seed)
         if CASES[name][1] == Shape.ONE_ROW:
             assert result.rows == truth == 1 and result.rows_lower is None and result.cost == 3
             continue
@@ -122,9 +125,9 @@ def test_a_linear_estimate_is_close(bound: tuple[duckdb.DuckDBPyConnection, list
     con, inputs = bound
     sql = _sql(FILTER_FORECAST)
     truth = exact_count(con, sql)
-    result = forecast(con, sql, inputs, exact_max_rows=1_000, sample_percent=20)
+    result = forecast(con, sql, inputs, exact_max_rows=1_000, sample_percent=20, seed=7)
     assert abs(result.rows - truth) < 0.1 * truth
-    assert result.rows_upper - result.rows_lower < 0.6 * truth  # type: ignore[operator]
+    assert result.rows_upper - result.rows_lower < 0.5 * truth  # type: ignore[operator]
 
 
 def test_shapes_the_sample_cannot_bound_are_counted_exactly(

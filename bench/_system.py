@@ -1,0 +1,126 @@
+"""A real deployment for benchmarks: a fresh PostgreSQL database, a Redis db of its own,
+a data dir, and `dataplane scheduler` / `dataplane worker` processes."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import redis
+from sqlalchemy import create_engine, func, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.config import Settings  # noqa: E402
+from shared.store import Store  # noqa: E402
+from shared.store.migrate import upgrade  # noqa: E402
+from shared.store.models import Job  # noqa: E402
+from tests.processes import Process, start  # noqa: E402
+
+ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+def fresh_database(name: str) -> str:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                     {"n": name})
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    return url
+
+
+def fresh_redis(db: int) -> str:
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+    client.flushdb()
+    client.close()
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout}s")
+
+
+@dataclass
+class BenchSystem:
+    name: str
+    redis_db: int
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: list[Process] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"dataplane-bench-{self.name}-"))
+        self.data_dir = self.tmp / "data"
+        self.database_url = fresh_database(f"dataplane_bench_{self.name}")
+        self.broker_url = fresh_redis(self.redis_db)
+        self.settings = Settings(data_dir=self.data_dir, database_url=self.database_url,
+                                 broker_url=self.broker_url)
+        self.settings.ensure_dirs()
+        self.store = Store.from_settings(self.settings)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"DATAPLANE_DATABASE_URL": self.database_url, "DATAPLANE_BROKER_URL": self.broker_url,
+                "DATAPLANE_DATA_DIR": str(self.data_dir), **self.extra_env}
+
+    def start(self, name: str, args: list[str]) -> Process:
+        process = start(name, args, self.env, self.tmp / "logs")
+        self.processes.append(process)
+        return process
+
+    def workers(self, count: int, *, cluster: str = "shared", concurrency: int = 1) -> list[Process]:
+        started = [self.start(f"worker{i}", ["worker", "--cluster", cluster, "--concurrency", str(concurrency),
+                                             "--loglevel", "warning"]) for i in range(count)]
+        wait_until(lambda: all("[queues]" in p.log() for p in started), timeout=60)
+        return started
+
+    def scheduler(self) -> Process:
+        process = self.start("scheduler", ["scheduler"])
+        wait_until(lambda: "scheduler running" in process.log(), timeout=30)
+        return process
+
+    def tiny_dataset(self, dataset_id: int = 1, rows: int = 5) -> None:
+        from worker.importer import import_dataset
+
+        source = self.tmp / "tiny.parquet"
+        duckdb.sql(f"COPY (SELECT range AS x, 'v' || range AS label FROM range({rows})) "
+                   f"TO '{source}' (FORMAT parquet)")
+        import_dataset(self.settings, self.store, company_id=1, dataset_id=dataset_id, name="tiny", source=source)
+
+    def count(self, *states: str) -> int:
+        with self.store.unit_of_work() as session:
+            return session.scalar(select(func.count(Job.id)).where(Job.state.in_(states))) or 0
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self.processes.clear()
+        self.store.dispose()
+
+
+def bare_workers(count: int, *, broker_url: str, log_dir: Path, backend_url: str = "") -> list[Process]:
+    from tests.processes import start_command
+
+    env = {"BARE_BROKER_URL": broker_url, "BARE_BACKEND_URL": backend_url}
+    started = [start_command(f"bare{i}", [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker",
+                                          "--concurrency", "1", "--pool", "prefork", "--queues", "bare",
+                                          "--hostname", f"bare{i}@%h", "--without-mingle", "--without-gossip",
+                                          "--loglevel", "warning"], env, log_dir)
+               for i in range(count)]
+    wait_until(lambda: all("[queues]" in p.log() for p in started), timeout=60)
+    return started
