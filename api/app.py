@@ -8,11 +8,11 @@ import pkgutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 import api.routes
 from api import errors, submission
-from api.deps import AppContext
+from api.deps import AppContext, single_valued_query
 from api.limits import BodyLimitMiddleware
 from shared.config import Settings
 from shared.store import Store
@@ -30,7 +30,8 @@ DESCRIPTION = """NQL jobs on Celery workers and DuckDB.
   job that is not completed answer Dremio's `{errorMessage, moreInfo}` with 400.
 - Bad input is a 400, never a 422: unknown body fields (so a client cannot set
   `request_source`), wrong types (`"2"` is not a number), unknown enum values, `per_page` or
-  `limit` above 500, negative offsets, malformed UUIDs. Bodies over the configured limit
+  `limit` above 500, negative offsets, malformed UUIDs, a single-valued query parameter
+  given twice (`state`, `type` and `tag` repeat). Bodies over the configured limit
   (`DATAPLANE_API_MAX_BODY_BYTES`) are a 413, announced or chunked.
 - `POST /nql/run` answers 201 with the new job, or 200 with the existing one when the
   company already used that `idempotency_key`.
@@ -54,7 +55,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         context.close()
 
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None)
+                  docs_url="/docs", redoc_url=None,
+                  dependencies=[Depends(single_valued_query)])
     app.state.context = context
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=context.settings.api_max_body_bytes)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from typing import Annotated
+from collections import Counter
+from typing import Annotated, get_origin
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.config import Settings
-from shared.errors import AuthenticationFailed
+from shared.errors import AuthenticationFailed, InvalidRequest
 from shared.store import Store
 from shared.store.tokens import Principal, authenticate
 
@@ -62,6 +63,21 @@ def _principal(store: Annotated[Store, Depends(_store)],
                                    "expected 'Bearer <token>'")
     with store.unit_of_work() as session:
         return authenticate(session, credentials.credentials)
+
+
+def single_valued_query(request: Request) -> None:
+    """A scalar query parameter given twice (`?per_page=10&per_page=600`) is ambiguous: a 400,
+    rather than silently using one of the values. List parameters (`state`, `tag`, ...)
+    are meant to repeat."""
+    counts = Counter(key for key, _ in request.query_params.multi_items())
+    repeated = {key for key, count in counts.items() if count > 1}
+    if not repeated:
+        return
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    lists = {field.alias for field in (dependant.query_params if dependant else ())
+             if get_origin(field.field_info.annotation) in (list, set, tuple)}
+    if scalars := sorted(repeated - lists):
+        raise InvalidRequest(f"Query parameter given more than once: {', '.join(scalars)}")
 
 
 StoreDep = Annotated[Store, Depends(_store)]

@@ -122,5 +122,10 @@ def bare_workers(count: int, *, broker_url: str, log_dir: Path, backend_url: str
                                           "--hostname", f"bare{i}@%h", "--without-mingle", "--without-gossip",
                                           "--loglevel", "warning"], env, log_dir)
                for i in range(count)]
-    wait_until(lambda: all("[queues]" in p.log() for p in started), timeout=60)
+    try:
+        wait_until(lambda: all("[queues]" in p.log() for p in started), timeout=60)
+    except TimeoutError:
+        for process in started:
+            process.stop()
+        raise
     return started

@@ -157,12 +157,6 @@ def _forecast(run: Run, plan: Plan, con: duckdb.DuckDBPyConnection) -> Outcome:
     return Outcome.COMPLETED
 
 
-def _stats_enabled(run: Run, plan: Plan) -> bool:
-    view = plan.compiled.view
-    extended = (view.extended_stats or "").lower() if view else ""
-    return extended == "all" or (run.job.stats_enabled and extended != "none")
-
-
 def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConnection) -> Outcome:
     view = plan.compiled.view
     if view is not None and view.budget is not None and price_per_row(plan.inputs) > 0:
@@ -184,6 +178,6 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
     publish(run.store, job_id=run.job.job_id, attempt=run.job.attempt, executor=run.executor,
             target=target, files=files, staged=staged, datasets_dir=run.settings.datasets_dir,
             compiled_sql=plan.compiled.select_sql,
-            stats=stats if _stats_enabled(run, plan) else None,
+            stats=stats if run.job.stats_enabled else None,  # EXTENDED_STATS resolved at submit
             statistics=lambda: run.job.statistics(rows=staged.rows, size=staged.size))
     return Outcome.COMPLETED

@@ -8,8 +8,9 @@
    (`<job_id>-<attempt>-0.parquet`). It is not part of the dataset yet: readers only
    see files a snapshot lists.
 4. `publish`: in one transaction, the snapshot (a compare-and-set on the dataset's
-   current snapshot) and the job's `completed`, fenced by the attempt. If the job is no
-   longer this run's, the transaction rolls back and the placed file is deleted.
+   current snapshot), the job's `completed` (fenced by the attempt) and the view's
+   REFRESH_SCHEDULE. If the job is no longer this run's, the transaction rolls back and
+   the placed file is deleted.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from shared.store.datasets import (
 )
 from shared.store.jobs import complete, get_job
 from shared.store.models import Job
+from shared.store.schedules import record_view_schedule
 from worker.sandbox import sql_string
 from worker.staging import Staging
 from worker.watch import RunStopped, StopReason
@@ -57,6 +59,7 @@ class Target:
     dataset_id: int
     write_mode: str
     columns: tuple[tuple[str, str], ...]
+    refresh_schedule: str | None = None  # the view's REFRESH_SCHEDULE, stored on completion
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ def ensure_target(session: Session, job: Job, compiled: CompiledQuery) -> Target
             f"The view's columns ({_columns(columns)}) do not match the columns of dataset "
             f"{dataset.id} ({_columns(existing)}); use WRITE_MODE = 'overwrite' to replace it",
             dataset_id=dataset.id)
-    return Target(dataset_id=dataset.id, write_mode=view.write_mode, columns=columns)
+    return Target(dataset_id=dataset.id, write_mode=view.write_mode, columns=columns,
+                  refresh_schedule=view.refresh_schedule)
 
 
 def _columns(columns: tuple[tuple[str, str], ...]) -> str:
@@ -200,4 +204,6 @@ def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: st
         if not complete(session, job_id, attempt=attempt, executor=executor, result=result,
                         statistics=statistics(), compiled_sql=compiled_sql):
             raise RunStopped(StopReason.FENCED)  # rolls the snapshot back too
+        record_view_schedule(session, dataset_id=dataset.id, job=get_job(session, job_id),
+                             refresh_schedule=target.refresh_schedule)
     return result

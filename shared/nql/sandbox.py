@@ -8,6 +8,7 @@ per-compile tables live inside a transaction that is always rolled back.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import threading
@@ -40,6 +41,24 @@ def _forget_after_fork() -> None:
 
 os.register_at_fork(after_in_child=_forget_after_fork)
 
+# Every connection this process opened, closed explicitly at exit: a DuckDB connection
+# left to interpreter teardown (thread-locals of dead threads included) can abort the
+# process with "terminate called after throwing ...", turning a clean exit into 134.
+# Each is kept with the pid that opened it: a forked child closes only its own.
+_opened: list[tuple[int, duckdb.DuckDBPyConnection]] = []
+_opened_lock = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    pid = os.getpid()
+    with _opened_lock:
+        for owner, con in _opened:
+            if owner == pid:
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
+        _opened.clear()
+
 
 def _connect() -> duckdb.DuckDBPyConnection:
     try:
@@ -55,6 +74,8 @@ def _connect() -> duckdb.DuckDBPyConnection:
         )
         for statement in _LOCK_DOWN:
             con.execute(statement)
+        with _opened_lock:
+            _opened.append((os.getpid(), con))
     except duckdb.Error as e:  # not the statement's fault: the caller may retry
         raise InfrastructureError(f"Cannot open the NQL checking database: {e}") from e
     return con
@@ -74,6 +95,8 @@ def discard_connection() -> None:
     con = getattr(_local, "con", None)
     _local.con = None
     if con is not None:
+        with _opened_lock, contextlib.suppress(ValueError):
+            _opened.remove((os.getpid(), con))
         with contextlib.suppress(duckdb.Error):
             con.close()
 

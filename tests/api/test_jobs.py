@@ -129,6 +129,13 @@ def test_bad_list_parameters_are_400(client, auth, params):
     assert next(iter(params)) in body["detail"]
 
 
+def test_scalar_parameters_may_not_repeat_lists_may(client, auth):
+    repeated = client.get("/jobs?per_page=10&per_page=600", headers=auth)
+    assert repeated.status_code == 400 and "per_page" in repeated.json()["detail"]
+    assert client.get("/jobs?state=pending&state=failed&tag=a&tag=b&type=nql-forecast"
+                      "&type=materialize-view", headers=auth).status_code == 200
+
+
 def test_per_page_500_is_the_maximum_accepted(client, auth):
     assert client.get("/jobs", params={"per_page": 500}, headers=auth).status_code == 200
 
