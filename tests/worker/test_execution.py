@@ -19,6 +19,7 @@ from shared.store import Store
 from shared.store.datasets import get_dataset, snapshot_of_job
 from shared.store.jobs import cancel, claim, complete, heartbeat, request_cancellation, requeue
 from shared.store.models import Dataset, Snapshot
+from shared.store.schedules import get_schedule
 from shared.store.types import utcnow
 from worker.execute import run_job
 from worker.lifecycle import Outcome
@@ -80,6 +81,9 @@ def test_seed_view_matches_the_hand_written_query(
     assert 0 <= hour["min"] <= hour["mean"] <= hour["max"] <= 23 and hour["standard_deviation"] > 0
     target = _dataset(pg_store, snapshot.dataset_id)
     assert target.name == "sampleNQL" and target.view_nql == SEED_VIEW_NQL
+    with pg_store.unit_of_work() as session:  # stored with the completion: @once is "pending"
+        schedule = get_schedule(session, target.id)
+        assert schedule is not None and schedule.status == "pending" and schedule.nql == SEED_VIEW_NQL
     assert target.schema == [["mobile_id", "VARCHAR"], ["day", "DATE"], ["hour", "INTEGER"],
                              ["latitude", "DOUBLE"], ["longitude", "DOUBLE"]]
 
