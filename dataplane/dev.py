@@ -56,9 +56,8 @@ def ensure_demo_dataset(settings: Settings, store: Store) -> None:
             return
     except DatasetNotFound:
         pass
-    from worker.importer import import_dataset
-
     from shared.sample_data import write_seed_dataset
+    from worker.importer import import_dataset
 
     click.echo(f"creating demo dataset company_data.\"{DEMO_DATASET}\" ({DEMO_ROWS:,} rows)...")
     with tempfile.TemporaryDirectory() as tmp:

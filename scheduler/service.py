@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from scheduler.broker_watch import RedisBrokerWatch
 from scheduler.dispatcher import Dispatcher
+from scheduler.liveness import Liveness
 from scheduler.producer import CeleryPublisher
 from scheduler.publisher import Publisher
 from scheduler.reaper import Reaper
@@ -39,12 +40,15 @@ def build_duties(settings: Settings, store: Store, publisher: Publisher) -> list
         watch = RedisBrokerWatch(settings.celery_broker_url,
                                  timeout=settings.publish_timeout_seconds,
                                  min_interval=settings.dispatch_interval_seconds)
-    return [
+    duties: list[Duty] = [
         Dispatcher(settings=settings, store=store, publisher=publisher,
                    actor=actor_name("dispatcher"), broker_watch=watch),
         Reaper(settings=settings, store=store, actor=actor_name("reaper")),
         RefreshSchedules(store, settings),
     ]
+    if settings.scheduler_liveness_file is not None:
+        duties.append(Liveness(settings.scheduler_liveness_file))
+    return duties
 
 
 @contextmanager

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         default=120.0, gt=0,
         description="An active schedule this late is counted as overdue in /metrics.")
 
+    scheduler_liveness_file: Path | None = Field(
+        default=None,
+        description="If set, the scheduler touches this file on every loop (container healthchecks).")
+
     @field_validator("database_url")
     @classmethod
     def _psycopg3(cls, url: str) -> str:

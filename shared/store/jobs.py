@@ -76,7 +76,8 @@ def create_job(session: Session, new: NewJob, *, actor: str = "api") -> tuple[Jo
         ).one()
         return existing, False
     if row["tags"]:
-        session.execute(insert(JobTag), [{"company_id": new.company_id, "job_id": new.job_id, "tag": t} for t in row["tags"]])
+        session.execute(insert(JobTag), [{"company_id": new.company_id, "job_id": new.job_id, "tag": tag}
+                                         for tag in row["tags"]])
     _log(session, new.job_id, None, JobState.PENDING, actor=actor, reason="submitted", attempt=0)
     return session.get_one(Job, new.job_id), True
 

@@ -76,7 +76,7 @@ def test_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
     for name in LONG_RUNNING | {"redis", "postgres"}:
         check = services[name]["healthcheck"]
-        assert check["test"][0] == "CMD" and check["interval"] and check["retries"] >= 1, name
+        assert check["test"][0] in ("CMD", "CMD-SHELL") and check["interval"] and check["retries"] >= 1, name
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("api", "scheduler", "worker-shared", "worker-dedicated"):
         depends = services[name]["depends_on"]
@@ -91,6 +91,20 @@ def test_workers_scale(compose: dict[str, Any]) -> None:
         assert "container_name" not in service and "ports" not in service
     clusters = {compose["services"][n]["command"][3] for n in ("worker-shared", "worker-dedicated")}
     assert clusters == {"shared", "dedicated"}
+
+
+def test_scheduler_healthcheck_reads_its_liveness_file(compose: dict[str, Any]) -> None:
+    scheduler = compose["services"]["scheduler"]
+    path = scheduler["environment"]["DATAPLANE_SCHEDULER_LIVENESS_FILE"]
+    assert path in " ".join(scheduler["healthcheck"]["test"])
+
+
+def test_worker_healthcheck_pings_its_own_node(compose: dict[str, Any]) -> None:
+    from shared.queues import worker_queue
+
+    for cluster in ("shared", "dedicated"):
+        check = " ".join(compose["services"][f"worker-{cluster}"]["healthcheck"]["test"])
+        assert f"--destination {worker_queue(cluster, None)}.1@$HOSTNAME" in check.replace("$$", "$")
 
 
 def test_redis_keeps_the_queue(compose: dict[str, Any]) -> None:
