@@ -8,15 +8,17 @@ from dataplane.cli import settings_of
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default=None, help="Default: DATAPLANE_API_HOST (127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Default: DATAPLANE_API_PORT (8000).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 @click.pass_context
-def api(ctx: click.Context, host: str, port: int, access_log: bool) -> None:
+def api(ctx: click.Context, host: str | None, port: int | None, access_log: bool) -> None:
     """Serve the HTTP API."""
     import uvicorn
 
     from api.app import create_app
 
-    app = create_app(settings_of(ctx))
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    settings = settings_of(ctx)
+    app = create_app(settings)
+    uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port,
+                access_log=access_log, log_level="info")

@@ -20,27 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert, text
 
 from bench._results import record
+from bench._system import fresh_database
 from shared.store import Store
 from shared.store.listing import JobFilter, JobOrder, list_jobs
-from shared.store.migrate import upgrade
 from shared.store.models import Job, JobTag
 
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 STATES = ["pending", "running", "completed", "failed", "cancelled", "pending_cancellation"]
-
-
-def fresh_database(name: str) -> str:
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    upgrade(url)
-    return url
 
 
 def populate(store: Store, count: int, companies: int = 10) -> None:

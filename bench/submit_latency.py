@@ -27,39 +27,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-from sqlalchemy import create_engine, text
 
 from bench._results import record
+from bench._system import drop_database, fresh_database
 from shared.config import Settings
 from shared.sample_data import SEED_DATASET_ID, write_seed_dataset
 from shared.store import Store
-from shared.store.migrate import upgrade
 from shared.store.tokens import create_token
 from worker.importer import import_dataset
 
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/15")
 DATABASE = "dataplane_bench_submit"
 FORECAST = (f'EXPLAIN SELECT "event_timestamp", "geographic_location"."latitude" '
             f'FROM company_data."{SEED_DATASET_ID}" WHERE "timestamp_object"."hour" < 6')
-
-
-def fresh_database() -> str:
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DATABASE}"'))
-    admin.dispose()
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + DATABASE
-    upgrade(url)
-    return url
-
-
-def drop_database() -> None:
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def free_port() -> int:
@@ -104,7 +84,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the imported dataset")
     args = parser.parse_args()
 
-    url = fresh_database()
+    url = fresh_database(DATABASE)
     api: subprocess.Popen[bytes] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
         root = Path(tmp)
@@ -145,7 +125,7 @@ def main() -> None:
             if api is not None:
                 os.killpg(api.pid, signal.SIGTERM)
                 api.wait(timeout=30)
-            drop_database()
+            drop_database(DATABASE)
 
     lines = [
         f"`POST /nql/run`, {args.submissions} forecast submissions, sequential, one keep-alive "

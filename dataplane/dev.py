@@ -68,9 +68,11 @@ def ensure_demo_dataset(settings: Settings, store: Store) -> None:
 
 
 def write_sample_request(settings: Settings) -> Path:
-    """The `POST /nql/run` body for the seed's view, ready for `curl --data-binary @file`."""
+    """The seed's view as `sample-view.nql` (for `dataplane submit`) and as the
+    `POST /nql/run` body `sample-view.json` (for `curl --data-binary @file`)."""
     from shared.sample_data import SEED_VIEW_NQL
 
+    (settings.resolved_data_dir / "sample-view.nql").write_text(SEED_VIEW_NQL)
     path = settings.resolved_data_dir / SAMPLE_REQUEST_FILE
     path.write_text(json.dumps({"nql": SEED_VIEW_NQL}, indent=2) + "\n")
     return path
@@ -98,12 +100,13 @@ def _stop(children: dict[str, subprocess.Popen[bytes]], timeout: float = 20) -> 
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--host", default=None, help="Default: DATAPLANE_API_HOST (127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Default: DATAPLANE_API_PORT (8000).")
 @click.pass_context
-def dev(ctx: click.Context, host: str, port: int) -> None:
+def dev(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the API, the scheduler and a shared and a dedicated worker, on embedded defaults."""
     settings = settings_of(ctx)
+    host, port = host or settings.api_host, port or settings.api_port
     settings.ensure_dirs()
     upgrade(settings.store_url)
     store = Store.from_settings(settings)

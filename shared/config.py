@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         description="Inputs up to this many rows are counted exactly.")
     forecast_sample_percent: float = Field(default=5.0, gt=0, le=100, description="Sample size above the threshold.")
 
+    api_host: str = Field(default="127.0.0.1", description="Default address of `dataplane api` / `dataplane dev`.")
+    api_port: int = Field(default=8000, ge=1, le=65535,
+        description="Default port of `dataplane api` / `dataplane dev`.")
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
 
     # Dispatcher (scheduler/): lost-message recovery and bounded publishing.
