@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,23 +62,32 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 
 # Starting a DuckDB database costs ~13 ms, a few percent of a small job: a pool process
-# makes the next job's database while it is idle. It is still fresh (never used by a
-# job, configured and locked by the job that takes it) and never crosses a fork.
-_spare: tuple[int, duckdb.DuckDBPyConnection] | None = None
+# makes the next job's database on a background thread while the task returns, is acked
+# and the next message is fetched. It is still fresh (never used by a job, configured
+# and locked by the job that takes it) and never crosses a fork (kept with its pid).
+_spare: tuple[int, Future[duckdb.DuckDBPyConnection]] | None = None
+_spare_maker: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def make_spare() -> None:
-    """Start the next job's database now (call when idle)."""
-    global _spare
-    if _spare is None or _spare[0] != os.getpid():
-        _spare = (os.getpid(), _connect())
+    """Start the next job's database now, in the background (call when a job is done)."""
+    global _spare, _spare_maker
+    pid = os.getpid()
+    if _spare is not None and _spare[0] == pid:
+        return
+    if _spare_maker is None or _spare_maker[0] != pid:
+        _spare_maker = (pid, ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-spare"))
+    _spare = (pid, _spare_maker[1].submit(_connect))
 
 
 def _fresh() -> duckdb.DuckDBPyConnection:
     global _spare
     spare, _spare = _spare, None
     if spare is not None and spare[0] == os.getpid():
-        return spare[1]
+        try:
+            return spare[1].result()
+        except duckdb.Error:
+            pass  # a spare that failed to start is no reason to fail the job: try again here
     return _connect()
 
 

@@ -368,7 +368,7 @@ CANCEL_MODES = {  # how a timing is drawn, and how often
     "pending": 0.15,  # right after submit: mostly still pending (or just being published)
     "claimed": 0.20,  # as soon as the row says running: compiling, opening DuckDB
     "running": 0.45,  # a random moment of the run: mid-query
-    "finishing": 0.20,  # around the typical run's end: writing, publishing, or done
+    "finishing": 0.20,  # 0.8-1.5 x a typical run: writing, publishing, or already done
 }
 
 
@@ -414,7 +414,7 @@ def _drive_one(system: FaultSystem, index: int, typical: float, opts: Options) -
             time.sleep(0.01)
         delay = {"claimed": lambda: rng.uniform(0.0, 0.1),
                  "running": lambda: rng.uniform(0.1, 0.9 * typical),
-                 "finishing": lambda: rng.uniform(0.85 * typical, 1.15 * typical)}[mode]()
+                 "finishing": lambda: rng.uniform(0.8 * typical, 1.5 * typical)}[mode]()
     time.sleep(delay)
     requested = time.monotonic()
     changed = system.cancel(job_id) if kill else system.request_cancellation(job_id)
