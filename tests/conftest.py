@@ -19,6 +19,8 @@ from shared.config import Settings
 from shared.store import Store
 from shared.store.migrate import upgrade
 
+pytest_plugins = ["tests.api_app"]
+
 PG_ADMIN_URL = os.environ.get("DATAPLANE_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -6,14 +6,10 @@ need a worker, or a process whose memory is measured, start real `dataplane` pro
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_app
-from shared.config import Settings
 from shared.store import Store
 from shared.store.datasets import create_dataset
 from shared.store.tokens import create_token
@@ -44,17 +40,6 @@ def make_dataset(store: Store, *, dataset_id: int, company_id: int = COMPANY,
         create_dataset(session, company_id=company_id, name=name, schema=schema,
                        dataset_id=dataset_id)
 
-
-@pytest.fixture
-def api_settings(pg_database: str, redis_url: str, data_dir: Path) -> Settings:
-    return Settings(database_url=pg_database, broker_url=redis_url, data_dir=data_dir)
-
-
-@pytest.fixture
-def client(api_settings: Settings, pg_store: Store) -> Iterator[TestClient]:
-    """The app on an emptied PostgreSQL store; unhandled errors raise in the test."""
-    with TestClient(create_app(api_settings, store=pg_store)) as test_client:
-        yield test_client
 
 
 @pytest.fixture

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.routes.schedules import schedule_lines
 from shared.config import Settings
 from shared.store import Store
@@ -24,16 +20,6 @@ def bearer(store: Store, company_id: int = COMPANY, user_id: int = 7) -> dict[st
         token = create_token(session, company_id=company_id, user_id=user_id)
     return {"Authorization": f"Bearer {token}"}
 
-
-@pytest.fixture
-def api_settings(pg_database: str, redis_url: str, data_dir: Path) -> Settings:
-    return Settings(database_url=pg_database, broker_url=redis_url, data_dir=data_dir)
-
-
-@pytest.fixture
-def client(api_settings: Settings, pg_store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(api_settings, store=pg_store)) as test_client:
-        yield test_client
 
 
 @pytest.fixture
