@@ -69,8 +69,9 @@ class JobNotCompleted(UserError):
     """Results were asked of a job that is not `completed`."""
 
     def __init__(self, state: str) -> None:
-        label = "CANCELED" if state == "cancelled" else state.upper()
-        super().__init__(f"Can not fetch details for a job that is in [{label}] state.")
+        # DESIGN.md: the state in capitals, as our states are spelled ([CANCELLED], not
+        # Dremio's [CANCELED]).
+        super().__init__(f"Can not fetch details for a job that is in [{state.upper()}] state.")
         self.state = state
 
 

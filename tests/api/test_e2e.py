@@ -233,7 +233,7 @@ def test_cancel_a_running_job(stack: Stack):
     time.sleep(1)  # the worker notices, interrupts DuckDB, discards its output
     assert stack.job(job["job_id"])["state"] == "cancelled"
     assert stack.http.get(f"/jobs/{job['job_id']}/results").json()["errorMessage"] == \
-        "Can not fetch details for a job that is in [CANCELED] state."
+        "Can not fetch details for a job that is in [CANCELLED] state."
 
 
 def test_request_cancellation_of_a_running_job(stack: Stack):
