@@ -10,6 +10,13 @@ was lost is finalized `cancelled`.
 Every change is a compare-and-set that includes `lease_expires_at < now`: a worker
 that heartbeats between our read and our write keeps its job. The old run, if it is
 merely slow and not dead, is fenced off by its attempt number.
+
+A lease only proves a worker lost if the worker could have renewed it. While the store
+is unreachable nobody can heartbeat, so leases expire under live workers; reaping them
+when the store comes back would throw their work away and, worse, count it against the
+poison-query cap (a PostgreSQL restart failed healthy jobs as "worker lost" in
+bench/faults.py). So when the reaper itself cannot reach the store, it reaps nothing
+until the store has been reachable again for one whole lease period.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from shared.config import Settings
 from shared.states import JobState
@@ -71,6 +79,8 @@ class Reaper:
         self.actor = actor
         self.clock = clock
         self.interval = settings.reaper_interval_seconds
+        self._store_down = False
+        self._store_back_at: datetime | None = None
 
     def run(self) -> None:
         result = self.reap()
@@ -84,11 +94,31 @@ class Reaper:
     def reap(self, *, limit: int = 500) -> ReapResult:
         now = self.clock()
         result = ReapResult()
-        for row in self.find_expired(now, limit=limit):
+        try:
+            expired = self.find_expired(now, limit=limit)
+        except DBAPIError:
+            self._store_down, self._store_back_at = True, None
+            raise
+        if self._in_outage_grace(now):
+            return result
+        for row in expired:
             outcome = self.reap_one(row, now)
             if outcome is not None:
                 getattr(result, outcome).append(row.id)
         return result
+
+    def _in_outage_grace(self, now: datetime) -> bool:
+        """True for one lease period after the store came back from an outage."""
+        if self._store_down:
+            self._store_down, self._store_back_at = False, now
+            log.warning("store reachable again: no reaping for %ss, so workers can renew "
+                        "the leases that expired during the outage", self.settings.lease_seconds)
+        if self._store_back_at is None:
+            return False
+        if (now - self._store_back_at).total_seconds() < self.settings.lease_seconds:
+            return True
+        self._store_back_at = None
+        return False
 
     def find_expired(self, now: datetime, *, limit: int = 500) -> list[Expired]:
         with self.store.unit_of_work() as session:

@@ -9,8 +9,8 @@ For every job submitted:
 * its transition log is a legal path: starts `None -> pending`, each step's source is
   the previous step's target, each step is allowed by `shared.states.is_allowed`, and
   the last target is the row's state;
-* `attempts` equals the number of `pending -> running` transitions, and those claims
-  carry the attempt numbers 1, 2, ... in order;
+* `attempts` equals the number of `pending -> running` transitions, those claims carry
+  the attempt numbers 1, 2, ... in order, and every other step the attempt of its time;
 * a completed materialize-view's `result.snapshot_id` (and `dataset_id`) is its snapshot.
 
 `check_record` is pure (a `JobRecord` in, a list of violations out); `load_records`
@@ -130,6 +130,15 @@ def check_attempts(record: JobRecord) -> list[str]:
         problems.append(f"attempts = {record.attempts} but {len(claims)} pending -> running transition(s)")
     if claims != list(range(1, len(claims) + 1)):
         problems.append(f"claims carry attempts {claims}, not 1..{len(claims)}")
+    else:  # every step is stamped with the attempt current when it was made
+        current = 0
+        for index, step in enumerate(record.steps):
+            if step.from_state == JobState.PENDING and step.to_state == JobState.RUNNING:
+                current += 1
+            if step.attempt != current:
+                problems.append(f"step {index} ({step.from_state} -> {step.to_state}) carries attempt "
+                                f"{step.attempt} after {current} claim(s)")
+                break
     return problems
 
 

@@ -127,6 +127,8 @@ def test_legal_histories_pass(job: JobRecord) -> None:
     pytest.param(record(SUBMIT, CLAIM1, ("running", "pending", 1), ("pending", "running", 3),
                         ("running", "failed", 3)), "attempts: claims carry attempts [1, 3], not 1..2",
                  id="claims skip an attempt"),
+    pytest.param(record(SUBMIT, CLAIM1, ("running", "failed", 2)),
+                 "attempts: step 2 (running -> failed) carries attempt 2 after 1 claim(s)", id="stale attempt stamp"),
     pytest.param(record(SUBMIT, ("pending", "bogus", 0), state="bogus"), "log: step 1: unknown state",
                  id="unknown state"),
     pytest.param(completed_view(result={"dataset_id": 9, "snapshot_id": 41}),

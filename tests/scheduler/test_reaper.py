@@ -143,3 +143,39 @@ def test_finished_runs_are_left_alone(store: Store) -> None:
     result = reaper(store, clock).reap()
     assert (result.requeued, result.failed, result.cancelled) == ([], [], [])
     assert get(store, job_id).state == JobState.COMPLETED
+
+
+def test_no_reaping_for_a_lease_after_a_store_outage(store: Store) -> None:
+    """Leases that expired while nobody could reach the store are not taken as lost workers."""
+    import pytest
+    from sqlalchemy.exc import DBAPIError
+
+    from shared.store.types import utcnow
+
+    clock = Clock()
+    job_id = new_job(store)
+    start_run(store, job_id, "worker-a")  # lease 5 s
+    sweeper = reaper(store, clock)
+    sweeper.settings = Settings(max_attempts=3, lease_seconds=5)
+
+    # The store goes away (a real connection to a closed port, not a mock)...
+    unreachable = Store.from_url("postgresql+psycopg://postgres@127.0.0.1:1/nothing?connect_timeout=1")
+    sweeper.store = unreachable
+    clock.advance(10)
+    with pytest.raises(DBAPIError):
+        sweeper.reap()
+    unreachable.dispose()
+
+    # ...and comes back: the lease has expired, but the worker had no chance to renew it.
+    sweeper.store = store
+    assert sweeper.reap().requeued == []
+    clock.advance(3)
+    assert sweeper.reap().requeued == []
+    with store.unit_of_work() as session:  # the worker renews once the store is back
+        # (a 5 s lease as seen from the reaper's clock, which runs ahead of the real one)
+        ahead = (clock.now - utcnow()).total_seconds()
+        assert heartbeat(session, job_id, attempt=1, lease_seconds=ahead + 5) is JobState.RUNNING
+    clock.advance(2.5)  # a full lease after the outage: reaping resumes, the job is alive
+    assert sweeper.reap().requeued == []
+    clock.advance(10)  # and a lease that then really expires is reaped
+    assert sweeper.reap().requeued == [job_id]
