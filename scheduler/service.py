@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from scheduler.broker_watch import RedisBrokerWatch
 from scheduler.dispatcher import Dispatcher
 from scheduler.liveness import Liveness
+from scheduler.orphans import OrphanFiles
 from scheduler.producer import CeleryPublisher
 from scheduler.publisher import Publisher
 from scheduler.reaper import Reaper
@@ -45,6 +46,7 @@ def build_duties(settings: Settings, store: Store, publisher: Publisher) -> list
                    actor=actor_name("dispatcher"), broker_watch=watch),
         Reaper(settings=settings, store=store, actor=actor_name("reaper")),
         RefreshSchedules(store, settings),
+        OrphanFiles(settings=settings, store=store),
     ]
     if settings.scheduler_liveness_file is not None:
         duties.append(Liveness(settings.scheduler_liveness_file))

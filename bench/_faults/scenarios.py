@@ -26,9 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import func, select
+
 from bench._faults.invariants import CheckReport, check_jobs, orphan_outputs, snapshot_files_missing
 from bench._faults.system import FaultSystem, retrying, view_nql
 from shared.states import JobState
+from shared.store.models import Job
 
 log = logging.getLogger("faults")
 
@@ -191,13 +194,9 @@ def _first_running(system: FaultSystem, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         try:
             with system.db().unit_of_work() as session:
-                from sqlalchemy import func, select
-
-                from shared.store.models import Job
-
                 if session.scalar(select(func.count(Job.id)).where(Job.state == JobState.RUNNING.value)):
                     return
-        except Exception:
+        except Exception:  # the store is restarting
             pass
         time.sleep(0.05)
 
@@ -245,6 +244,8 @@ def _settle(system: FaultSystem, opts: Options, name: str, title: str, setup: st
         missing_files=snapshot_files_missing(datasets_dir, report),
         orphans=orphan_outputs(datasets_dir, report), setup=setup, extra=list(extra or []),
         problems=problems, log_dir=str(system.log_dir))
+    dead = _dead_workers(system)
+    result.problems.extend(f"worker died on its own: {d}" for d in dead)
     if not result.ok:
         system.failed = True  # keep the logs and the database directory
         result.problems.append(f"logs kept in {system.root} (PostgreSQL data in {system.postgres.root})")
@@ -290,15 +291,10 @@ def _run_under_faults(name: str, title: str, opts: Options, *, interval: tuple[f
         problems = []
         if submitter.error is not None:
             problems.append(f"submitter failed: {submitter.error!r}")
-        result = _settle(system, opts, name, title,
-                         _setup_line(system, "jobs: materialize-view self-joins of a 50k-row dataset, "
-                                             "~1 s each"), started, problems=problems,
-                         extra=describe(system) if describe else None)
-        dead = _dead_workers(system)
-        if dead:
-            result.problems.extend(f"worker died on its own: {d}" for d in dead)
-            system.failed = True
-        return result
+        return _settle(system, opts, name, title,
+                       _setup_line(system, "jobs: materialize-view self-joins of a 50k-row dataset, "
+                                           "~1 s each"), started, problems=problems,
+                       extra=describe(system) if describe else None)
 
 
 # --- the scenarios ------------------------------------------------------------------------
@@ -498,11 +494,7 @@ def run_cancel(opts: Options) -> ScenarioResult:
                                                      for s in record.steps):
                 result.problems.append(f"job {timing.job_id}: the request returned True but the log "
                                        "has no cancellation")
-        dead = _dead_workers(system)
-        if dead:
-            result.problems.extend(f"worker died on its own: {d}" for d in dead)
-        if not result.ok:
-            system.failed = True
+                system.failed = True
         return result
 
 
