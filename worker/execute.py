@@ -179,5 +179,6 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
             target=target, files=files, staged=staged, datasets_dir=run.settings.datasets_dir,
             compiled_sql=plan.compiled.select_sql,
             stats=stats if run.job.stats_enabled else None,  # EXTENDED_STATS resolved at submit
-            statistics=lambda: run.job.statistics(rows=staged.rows, size=staged.size))
+            statistics=lambda: run.job.statistics(rows=staged.rows, size=staged.size),
+            store_retry_seconds=run.settings.lease_seconds)
     return Outcome.COMPLETED

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from shared.errors import UserError
@@ -148,24 +149,22 @@ def _already_published(store: Store, job_id: uuid.UUID) -> dict[str, Any] | None
 def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, target: Target,
             files: list[str], staged: Staged, datasets_dir: Path, compiled_sql: str,
             stats: Callable[[list[Path]], dict[str, Any]] | None,
-            statistics: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            statistics: Callable[[], dict[str, Any]],
+            store_retry_seconds: float = 0) -> dict[str, Any]:
     """Publish the snapshot and complete the job in one transaction; returns the result.
 
     `stats` computes column statistics over the new snapshot's files (None: disabled).
-    When the publish surely did not happen the placed `files` are deleted; when its
-    outcome is unknown (the store failed during commit) they are left: an orphan file is
-    harmless, a snapshot missing its file is not."""
+    While the store is unreachable the publish is tried again for `store_retry_seconds`
+    (the run's lease covers that long; if the reaper takes the job over meanwhile, the
+    attempt fence makes a late publish a no-op): a store restart must not throw finished
+    work away. When the publish surely did not happen the placed `files` are deleted; when
+    its outcome stays unknown they are left: an orphan file is harmless (the scheduler
+    sweeps it), a snapshot missing its file is not."""
     try:
-        for _ in range(PUBLISH_TRIES):
-            try:
-                return _publish_once(store, job_id=job_id, attempt=attempt, executor=executor,
-                                     target=target, files=files, staged=staged,
-                                     datasets_dir=datasets_dir, compiled_sql=compiled_sql,
-                                     stats=stats, statistics=statistics)
-            except SnapshotConflict:
-                log.info("job %s: dataset %s changed meanwhile, publishing again",
-                         job_id, target.dataset_id)
-        raise SnapshotConflict(f"dataset {target.dataset_id} kept changing; publish given up")
+        return _publish_while_reachable(
+            store, job_id=job_id, attempt=attempt, executor=executor, target=target, files=files,
+            staged=staged, datasets_dir=datasets_dir, compiled_sql=compiled_sql, stats=stats,
+            statistics=statistics, retry_seconds=store_retry_seconds)
     except (SnapshotConflict, RunStopped, duckdb.Error, UserError):
         unplace(datasets_dir, files)
         raise
@@ -179,6 +178,50 @@ def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, tar
             return landed
         unplace(datasets_dir, files)
         raise
+
+
+def _unreachable(error: Exception) -> bool:
+    """A connection-level failure (server gone, restarting, refusing), not a SQL error."""
+    return isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated)
+
+
+def _publish_while_reachable(store: Store, *, job_id: uuid.UUID, retry_seconds: float,
+                             **publish_args: Any) -> dict[str, Any]:
+    """`_publish_with_conflicts`, tried again while the store is unreachable, for up to
+    `retry_seconds`. Before each new try it asks whether the last commit landed after all."""
+    deadline = time.monotonic() + retry_seconds
+    delay = 0.25
+    while True:
+        try:
+            return _publish_with_conflicts(store, job_id=job_id, **publish_args)
+        except Exception as error:
+            if not _unreachable(error) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("job %s: store unreachable while publishing (%s); trying again in %.2fs",
+                        job_id, type(error).__name__, delay)
+        while True:
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            try:
+                landed = _already_published(store, job_id)
+                break
+            except Exception as error:
+                if not _unreachable(error) or time.monotonic() + delay > deadline:
+                    raise
+        if landed is not None:
+            return landed
+
+
+def _publish_with_conflicts(store: Store, **publish_args: Any) -> dict[str, Any]:
+    """`_publish_once`, again when another snapshot of the dataset won the race."""
+    for _ in range(PUBLISH_TRIES):
+        try:
+            return _publish_once(store, **publish_args)
+        except SnapshotConflict:
+            log.info("job %s: dataset %s changed meanwhile, publishing again",
+                     publish_args["job_id"], publish_args["target"].dataset_id)
+    raise SnapshotConflict(f"dataset {publish_args['target'].dataset_id} kept changing; publish given up")
 
 
 def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str,
