@@ -72,6 +72,25 @@ def visibility_timeout(settings: Settings) -> int:
     return hard_time_limit(settings) + VISIBILITY_SLACK_SECONDS
 
 
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+               "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+CHILD_MEMORY_HEADROOM_KIB = 512 * 1024  # Python, the store's driver, Parquet buffers
+DEFAULT_CHILD_MEMORY_CAP_KIB = 4 * 1024 * 1024
+
+
+def child_memory_cap_kib(settings: Settings) -> int:
+    """RSS (KiB) above which a pool process is replaced after its current job: the DuckDB
+    memory limit plus headroom (4 GiB when the limit is not a plain size, e.g. '80%')."""
+    text = settings.duckdb_memory_limit.strip().upper().replace(" ", "")
+    number = text.rstrip("KMGTIB")
+    unit = text[len(number):]
+    try:
+        limit_bytes = float(number) * _SIZE_UNITS[unit]
+    except (ValueError, KeyError):
+        return DEFAULT_CHILD_MEMORY_CAP_KIB
+    return int(limit_bytes // 1024) + CHILD_MEMORY_HEADROOM_KIB
+
+
 def _queue(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
@@ -98,8 +117,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": None,
         # Jobs are long: take one message per free process, never a backlog.
         "worker_prefetch_multiplier": 1,
-        # Recycle children now and then: DuckDB's allocator keeps memory it freed.
-        "worker_max_tasks_per_child": 50,
+        # Recycle a child when it has grown (DuckDB's allocator keeps memory it freed), not
+        # every N tasks: replacing a child stalls the next job by seconds (bench/latency.py
+        # saw 1.3-5 s on the first job of each new child at 50 tasks per child).
+        "worker_max_memory_per_child": child_memory_cap_kib(settings),
+        "worker_max_tasks_per_child": 10_000,
         # A duplicate after a broker reconnect is a no-op (claim CAS); cancelling the
         # running copy would only throw work away.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
