@@ -24,6 +24,9 @@ from shared.store.models import Job  # noqa: E402
 from tests.processes import Process, start  # noqa: E402
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# The trivial job of the throughput and latency benches: a forecast over `tiny_dataset()`.
+TRIVIAL_NQL = 'EXPLAIN SELECT "x", "label" FROM company_data."1" WHERE "x" > 1'
+TRIVIAL_ENV = {"DATAPLANE_DUCKDB_THREADS": "1", "DATAPLANE_DUCKDB_MEMORY_LIMIT": "512MB"}
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 

@@ -19,11 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._results import record
-from bench._system import ROOT, BenchSystem, bare_workers, fresh_redis, wait_until
+from bench._system import ROOT, TRIVIAL_ENV, TRIVIAL_NQL, BenchSystem, bare_workers, fresh_redis, wait_until
 from shared.nudge import nudge_dispatcher
 from shared.store.jobs import NewJob, create_job, get_job
-
-NQL = 'EXPLAIN SELECT "x", "label" FROM company_data."1" WHERE "x" > 1'
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -32,8 +30,7 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 def run_ours(jobs: int) -> list[float]:
-    system = BenchSystem("latency", redis_db=15, extra_env={
-        "DATAPLANE_DUCKDB_THREADS": "1", "DATAPLANE_DUCKDB_MEMORY_LIMIT": "512MB"})
+    system = BenchSystem("latency", redis_db=15, extra_env=TRIVIAL_ENV)
     samples = []
     try:
         system.tiny_dataset()
@@ -42,7 +39,7 @@ def run_ours(jobs: int) -> list[float]:
         for index in range(jobs + 10):
             submitted = datetime.now(UTC)
             with system.store.unit_of_work() as session:
-                job, _ = create_job(session, NewJob(company_id=1, user_id=1, type="nql-forecast", nql=NQL))
+                job, _ = create_job(session, NewJob(company_id=1, user_id=1, type="nql-forecast", nql=TRIVIAL_NQL))
                 job_id = job.id
             nudge_dispatcher(system.settings)
 

@@ -20,24 +20,21 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._results import record
-from bench._system import BenchSystem, bare_workers, wait_until
+from bench._system import TRIVIAL_ENV, TRIVIAL_NQL, BenchSystem, bare_workers, wait_until
 from shared.nudge import nudge_dispatcher
 from shared.store.jobs import NewJob, create_job
-
-NQL = 'EXPLAIN SELECT "x", "label" FROM company_data."1" WHERE "x" > 1'
 
 
 def submit(system: BenchSystem, count: int, batch: int = 50) -> None:
     for start in range(0, count, batch):
         with system.store.unit_of_work() as session:
             for _ in range(min(batch, count - start)):
-                create_job(session, NewJob(company_id=1, user_id=1, type="nql-forecast", nql=NQL))
+                create_job(session, NewJob(company_id=1, user_id=1, type="nql-forecast", nql=TRIVIAL_NQL))
         nudge_dispatcher(system.settings)
 
 
 def run_ours(jobs: int) -> float:
-    system = BenchSystem("throughput", redis_db=15, extra_env={
-        "DATAPLANE_DUCKDB_THREADS": "1", "DATAPLANE_DUCKDB_MEMORY_LIMIT": "512MB"})
+    system = BenchSystem("throughput", redis_db=15, extra_env=TRIVIAL_ENV)
     try:
         system.tiny_dataset()
         system.scheduler()
