@@ -23,7 +23,7 @@ import duckdb
 
 from shared.config import Settings
 from shared.errors import UserError
-from shared.nql import CompiledQuery, StatementKind, check_duckdb_sql, compile_nql
+from shared.nql import CompiledQuery, StatementKind, compile_nql
 from shared.states import JobType
 from shared.store import Store
 from shared.store.catalog import StoreCatalog
@@ -126,8 +126,6 @@ def prepare(run: Run) -> Plan:
 def _execute(run: Run) -> Outcome:
     plan = prepare(run)
     run.watcher.check()
-    sql = plan.compiled.select_sql
-    check_duckdb_sql(sql, [i.relation for i in plan.inputs])
     directories: list[Path] = [*input_directories(plan.inputs), run.staging.root]
     con = open_sandbox(run.limits(), allowed_directories=directories,
                        bind=lambda c: bind_inputs(c, plan.inputs))

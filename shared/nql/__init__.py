@@ -4,6 +4,7 @@
     validate_nql(nql) -> Validation                 (no catalog; never raises NQLError)
     parse_nql(nql) -> ParsedStatement               (no catalog; raises NQLError)
     check_duckdb_sql(sql, allowed_relations)        (the DuckDB-parser second gate)
+    clear_compile_cache()                           (compiles are memoized per process)
 
 Statements: `CREATE MATERIALIZED VIEW "name" [options] AS <query> [BUDGET n USD |
 LIMIT n USD [PER CALENDAR_DAY|CALENDAR_MONTH]]`, `EXPLAIN <query>` (a forecast) and a bare
@@ -21,7 +22,7 @@ resolve (catalog + qualify), sandbox (locked DuckDB, DESCRIBE), duckdb_check, co
 """
 
 from shared.nql.catalog import Catalog, StaticCatalog
-from shared.nql.compiler import compile_nql, parse_nql, validate_nql
+from shared.nql.compiler import clear_compile_cache, compile_nql, parse_nql, validate_nql
 from shared.nql.duckdb_check import check_duckdb_sql
 from shared.nql.models import (
     Budget,
@@ -46,6 +47,7 @@ __all__ = [
     "StaticCatalog",
     "Validation",
     "check_duckdb_sql",
+    "clear_compile_cache",
     "compile_nql",
     "parse_nql",
     "validate_nql",
