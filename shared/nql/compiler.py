@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TypeVar
 
 import duckdb
@@ -24,6 +23,7 @@ from shared.nql.allowlist import allowed_relation_names, check_query
 from shared.nql.catalog import Catalog
 from shared.nql.dialect import NQL, Explain, MaterializedView
 from shared.nql.duckdb_check import check_duckdb_sql
+from shared.nql.memo import LruMemo
 from shared.nql.models import (
     CompiledQuery,
     MaterializedViewSpec,
@@ -53,7 +53,12 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # Compiles are memoized per process: refresh schedules and retries run the same NQL over
 # and over, and a compile (parse, qualify, DuckDB check and DESCRIBE) costs 10-80 ms.
-CACHE_SIZE = 256
+# Only results are kept, never syntax trees (~60 bytes of tree per character of NQL), and
+# only for statements up to MEMO_MAX_CHARS: at most a few MB per process.
+MEMO_ENTRIES = 256
+MEMO_MAX_CHARS = 16_000
+_statements: LruMemo[ParsedStatement] = LruMemo(MEMO_ENTRIES)
+_compiled: LruMemo[CompiledQuery] = LruMemo(MEMO_ENTRIES)
 
 
 @dataclass
@@ -105,21 +110,30 @@ def _parse(nql: str) -> _Parsed:
     return _Parsed(statement=statement, query=query)
 
 
-@lru_cache(maxsize=CACHE_SIZE)
-def _parse_once(nql: str) -> _Parsed:
-    """`_parse` depends on the text alone. The tree is shared: callers copy it to change it."""
-    return _parse(nql)
+def _memoizable(nql: str) -> bool:
+    return len(nql) <= MEMO_MAX_CHARS
 
 
 def parse_nql(nql: str) -> ParsedStatement:
     """Syntax, NQL rules and every check that needs no catalog; raises NQLError."""
-    return _guarded(lambda: _parse_once(nql).statement)
+    return _guarded(lambda: _statement(nql)[0])
+
+
+def _statement(nql: str) -> tuple[ParsedStatement, _Parsed | None]:
+    """The statement (memoized on the text), and the parse it came from when there was one."""
+    statement = _statements.get(nql)
+    if statement is not None:
+        return statement, None
+    parsed = _parse(nql)
+    if _memoizable(nql):
+        _statements.put(nql, parsed.statement)
+    return parsed.statement, parsed
 
 
 def validate_nql(nql: str) -> Validation:
     """`parse_nql` as a verdict: never raises NQLError, collects it into `problems`."""
     try:
-        parsed = _guarded(lambda: _parse_once(nql))
+        parsed = _guarded(lambda: _parse(nql))
     except NQLError as e:
         return Validation(kind=None, view=None, output_columns=(), problems=(e,))
     return Validation(
@@ -143,7 +157,7 @@ def _output_columns(names: list[str], described: tuple[OutputColumn, ...]) -> tu
 
 
 class _Answers:
-    """The catalog's answers for one compile, replayed so that the result can be cached."""
+    """The catalog's answers for one compile, replayed to the resolver."""
 
     def __init__(self, answers: tuple[tuple[str, ResolvedDataset], ...]) -> None:
         self._by_reference = dict(answers)
@@ -155,15 +169,19 @@ class _Answers:
 def _compile(nql: str, catalog: Catalog) -> CompiledQuery:
     # The catalog is asked on every compile: access and schemas change between runs. The
     # rest is a function of the text and those answers (dataset ids, relations, columns).
-    parsed = _parse_once(nql)
-    answers = tuple((ref, catalog.resolve(ref)) for ref in parsed.statement.dataset_references)
-    return _compile_resolved(nql, answers)
+    statement, parsed = _statement(nql)
+    answers = tuple((ref, catalog.resolve(ref)) for ref in statement.dataset_references)
+    key = (nql, answers)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        compiled = _compile_parsed(parsed or _parse(nql), answers)
+        if _memoizable(nql):
+            _compiled.put(key, compiled)
+    return compiled
 
 
-@lru_cache(maxsize=CACHE_SIZE)
-def _compile_resolved(nql: str, answers: tuple[tuple[str, ResolvedDataset], ...]) -> CompiledQuery:
-    parsed = _parse_once(nql)
-    query = parsed.query.copy()  # resolution and qualification rewrite the tree in place
+def _compile_parsed(parsed: _Parsed, answers: tuple[tuple[str, ResolvedDataset], ...]) -> CompiledQuery:
+    query = parsed.query  # a fresh parse: resolution and qualification rewrite it in place
     datasets = resolve_datasets(query, _Answers(answers))
     relations = [d.relation for d in datasets]
     query = qualify_query(query, datasets)
@@ -193,8 +211,8 @@ def _compile_resolved(nql: str, answers: tuple[tuple[str, ResolvedDataset], ...]
 
 def clear_compile_cache() -> None:
     """Forget every memoized parse and compile (benchmarks time the uncached path)."""
-    _parse_once.cache_clear()
-    _compile_resolved.cache_clear()
+    _statements.clear()
+    _compiled.clear()
 
 
 def compile_nql(nql: str, catalog: Catalog) -> CompiledQuery:

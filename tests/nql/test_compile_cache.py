@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 
 from shared.errors import ColumnNotFound, DatasetNotFound
-from shared.nql import ResolvedDataset, StaticCatalog, clear_compile_cache, compile_nql
+from shared.nql import ResolvedDataset, StaticCatalog, clear_compile_cache, compile_nql, compiler
+from shared.nql.memo import LruMemo
 
 from .datasets import USERS
 
@@ -57,3 +58,23 @@ def test_an_error_is_not_remembered() -> None:
     with_score = dataclasses.replace(USERS, columns=(*USERS.columns, ("score", "DOUBLE")))
     compiled = compile_nql(nql, StaticCatalog([with_score]))
     assert [c.name for c in compiled.output_columns] == ["user_id", "score"]
+
+
+def test_the_memo_keeps_the_most_recently_used_entries() -> None:
+    memo: LruMemo[int] = LruMemo(2)
+    memo.put("a", 1)
+    memo.put("b", 2)
+    assert memo.get("a") == 1  # "b" is now the least recently used
+    memo.put("c", 3)
+    assert (memo.get("a"), memo.get("b"), memo.get("c")) == (1, None, 3)
+    assert len(memo) == 2
+
+
+def test_long_statements_are_compiled_but_not_kept() -> None:
+    clear_compile_cache()
+    padding = " " * compiler.MEMO_MAX_CHARS
+    compiled = compile_nql(f'SELECT "user_id"{padding} FROM company_data.users', StaticCatalog([USERS]))
+    assert [c.name for c in compiled.output_columns] == ["user_id"]
+    assert len(compiler._compiled) == 0 and len(compiler._statements) == 0
+    compile_nql(NQL, StaticCatalog([USERS]))
+    assert len(compiler._compiled) == 1
