@@ -154,17 +154,18 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-def _json(model: type[Any], description: str, **extra: Any) -> dict[str, Any]:
+def _json(model: Any, description: str, **extra: Any) -> dict[str, Any]:
     return {"model": model, "description": description, **extra}
 
 
 # OpenAPI declarations of the error responses, shared by the routers.
-UNAUTHORIZED = {401: _json(Problem, "Missing, malformed, unknown or revoked bearer token",
+Responses = dict[int | str, dict[str, Any]]
+UNAUTHORIZED: Responses = {401: _json(Problem, "Missing, malformed, unknown or revoked bearer token",
                            headers={"WWW-Authenticate": {"schema": {"type": "string"}}})}
-BAD_REQUEST = {400: _json(Problem, "Invalid request (NQL errors add line and column)")}
-NOT_FOUND = {404: _json(Problem, "No such job or dataset for this company")}
-TOO_LARGE = {413: _json(Problem, "Request body larger than the configured limit")}
-RESULTS_BAD_REQUEST = {400: _json(Problem | JobResultsError,
+BAD_REQUEST: Responses = {400: _json(Problem, "Invalid request (NQL errors add line and column)")}
+NOT_FOUND: Responses = {404: _json(Problem, "No such job or dataset for this company")}
+TOO_LARGE: Responses = {413: _json(Problem, "Request body larger than the configured limit")}
+RESULTS_BAD_REQUEST: Responses = {400: _json(Problem | JobResultsError,
                                   "Job not completed (Dremio body) or invalid request")}
 # Anything else (503 store unavailable, 500 bug) still answers a Problem body.
-DEFAULT = {"default": _json(Problem, "Unexpected error")}
+DEFAULT: Responses = {"default": _json(Problem, "Unexpected error")}

@@ -48,13 +48,13 @@ def _family(name: str, kind: str, help_: str, samples: Iterable[str]) -> list[st
 
 def _duration_seconds(session: Session) -> ColumnElement[float]:
     if session.get_bind().dialect.name == "postgresql":
-        return func.extract("epoch", Job.ended_at - Job.started_at)
+        return func.extract("epoch", Job.ended_at - Job.started_at)  # type: ignore[return-value]
     # SQLite keeps naive UTC text; julianday() reads it.
     return (func.julianday(Job.ended_at) - func.julianday(Job.started_at)) * literal_column("86400.0")
 
 
 def job_lines(session: Session) -> list[str]:
-    counts = {(s, t): 0 for s in JobState for t in JobType}
+    counts: dict[tuple[str, str], int] = {(s, t): 0 for s in JobState for t in JobType}
     for state, type_, count in session.execute(
             select(Job.state, Job.type, func.count()).group_by(Job.state, Job.type)):
         counts[(state, type_)] = count

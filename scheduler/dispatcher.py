@@ -40,6 +40,7 @@ from scheduler.sqltime import epoch_seconds
 from shared.config import Settings
 from shared.states import JobState
 from shared.store import Store
+from shared.store.db import execute_dml
 from shared.store.jobs import finalize_cancel
 from shared.store.models import Job
 from shared.store.types import utcnow
@@ -71,8 +72,7 @@ class _Owed:
 
 
 def owed_messages(now: datetime, *, republish_after: float, republish_max: float,
-                  limit: int) -> Select[tuple[uuid.UUID, str, str, uuid.UUID | None, int, int,
-                                              datetime | None]]:
+                  limit: int) -> Select[uuid.UUID, str, str, uuid.UUID | None, int, int, datetime | None]:
     """Pending jobs owed a message, most urgent first, locked for this transaction."""
     first_wait = now - timedelta(seconds=republish_after)
     longest_wait = now - timedelta(seconds=republish_max)
@@ -222,4 +222,4 @@ def forget_publications(store: Store) -> int:
             .where(Job.state == JobState.PENDING.value, Job.published_at.is_not(None))
             .values(published_at=None)
         )
-        return session.execute(stmt, execution_options={"synchronize_session": False}).rowcount
+        return execute_dml(session, stmt)

@@ -20,7 +20,7 @@ class epoch_seconds(FunctionElement[float]):  # lower case: reads like SQL
     type = Float()
     inherit_cache = True
 
-    def __init__(self, column: ColumnElement[Any]) -> None:
+    def __init__(self, column: ColumnElement[Any] | Any) -> None:
         super().__init__(column)
 
 

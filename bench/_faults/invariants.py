@@ -276,7 +276,7 @@ def orphan_outputs(datasets_dir: Path, report: CheckReport) -> list[str]:
     only see files a snapshot lists), so counted, not a violation."""
     ours = {str(r.id) for r in report.present}
     listed = {f for r in report.present for s in r.snapshots for f in s.files}
-    orphans = []
+    orphans: list[str] = []
     if not datasets_dir.exists():
         return orphans
     for path in datasets_dir.glob("*/*.parquet"):

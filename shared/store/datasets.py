@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.errors import DatasetNotFound, InfrastructureError
+from shared.store.db import execute_dml
 from shared.store.models import Dataset, Snapshot
 from shared.store.types import utcnow
 
@@ -116,10 +117,7 @@ def publish_snapshot(session: Session, *, dataset: Dataset, job_id: uuid.UUID | 
     if schema is not None:
         values["schema"] = [list(c) for c in schema]
     expected = (Dataset.current_snapshot_id == parent.id) if parent else Dataset.current_snapshot_id.is_(None)
-    won = session.execute(
-        update(Dataset).where(Dataset.id == dataset.id, expected).values(**values),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+    won = execute_dml(session, update(Dataset).where(Dataset.id == dataset.id, expected).values(**values))
     if won != 1:
         raise SnapshotConflict(f"dataset {dataset.id} got another snapshot concurrently")
     session.expire(dataset)

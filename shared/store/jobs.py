@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from shared.errors import JobNotFound
 from shared.states import TERMINAL_STATES, JobState, is_allowed
+from shared.store.db import execute_dml
 from shared.store.models import Job, JobTag, JobTransition
 from shared.store.sqlfuncs import json_array_append
 from shared.store.types import utcnow
@@ -75,9 +76,10 @@ def create_job(session: Session, new: NewJob, *, actor: str = "api") -> tuple[Jo
             select(Job).where(Job.company_id == new.company_id, Job.idempotency_key == key)
         ).one()
         return existing, False
-    if row["tags"]:
+    tags = list(dict.fromkeys(new.tags))
+    if tags:
         session.execute(insert(JobTag), [{"company_id": new.company_id, "job_id": new.job_id, "tag": tag}
-                                         for tag in row["tags"]])
+                                         for tag in tags])
     _log(session, new.job_id, None, JobState.PENDING, actor=actor, reason="submitted", attempt=0)
     return session.get_one(Job, new.job_id), True
 
@@ -246,7 +248,7 @@ def mark_published(session: Session, job_id: uuid.UUID) -> bool:
         .where(Job.id == job_id, Job.state == JobState.PENDING.value, Job.published_at.is_(None))
         .values(published_at=utcnow())
     )
-    return session.execute(stmt, execution_options={"synchronize_session": False}).rowcount == 1
+    return execute_dml(session, stmt) == 1
 
 
 def set_compiled_sql(session: Session, job_id: uuid.UUID, *, attempt: int, sql: str,
@@ -260,7 +262,7 @@ def set_compiled_sql(session: Session, job_id: uuid.UUID, *, attempt: int, sql: 
                Job.state.in_([JobState.RUNNING.value, JobState.PENDING_CANCELLATION.value]))
         .values(**values)
     )
-    return session.execute(stmt, execution_options={"synchronize_session": False}).rowcount == 1
+    return execute_dml(session, stmt) == 1
 
 
 def transitions_of(session: Session, job_id: uuid.UUID) -> list[JobTransition]:

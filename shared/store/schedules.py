@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from shared.errors import InvalidRequest
 from shared.schedule_expr import InvalidSchedule, ScheduleExpr, next_run_after, parse_schedule
 from shared.states import JobState, JobType
+from shared.store.db import execute_dml
 from shared.store.jobs import NewJob, create_job
 from shared.store.models import Dataset, Job, JobTag, RefreshSchedule
 from shared.store.types import utcnow
@@ -273,14 +274,14 @@ def fire_schedule(session: Session, schedule: RefreshSchedule, *, now: datetime)
     values: dict[str, Any] = {"next_run_at": following, "updated_at": now}
     if busy is None:
         values["last_scheduled_for"] = slot
-    advanced = session.execute(
+    advanced = execute_dml(
+        session,
         update(RefreshSchedule)
         .where(RefreshSchedule.dataset_id == schedule.dataset_id,
                RefreshSchedule.status == ScheduleStatus.ACTIVE.value,
                RefreshSchedule.next_run_at == slot)
         .values(**values),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+    )
     if advanced != 1:
         return Fired(schedule.dataset_id, slot, FireOutcome.LOST, None, following)
     if busy is not None:

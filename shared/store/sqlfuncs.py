@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.functions import FunctionElement
 
 from shared.store.types import JSONType
@@ -19,9 +20,9 @@ class json_array_append(FunctionElement[Any]):
     type = JSONType
     inherit_cache = True
 
-    def __init__(self, column: ColumnElement[Any], element: dict[str, Any]) -> None:
+    def __init__(self, column: ColumnElement[Any] | Any, element: dict[str, Any]) -> None:
         self.column = column
-        self.element = bindparam(None, json.dumps(element, default=str), unique=True)
+        self.element: BindParameter[str] = bindparam(None, json.dumps(element, default=str), unique=True)
         super().__init__(column, self.element)
 
 

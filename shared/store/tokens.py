@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.errors import AuthenticationFailed
+from shared.store.db import execute_dml
 from shared.store.models import ApiToken
 from shared.store.types import utcnow
 
@@ -50,4 +51,4 @@ def revoke_token(session: Session, token: str) -> bool:
     stmt = (update(ApiToken)
             .where(ApiToken.token_sha256 == hash_token(token), ApiToken.revoked_at.is_(None))
             .values(revoked_at=utcnow()))
-    return session.execute(stmt).rowcount == 1
+    return execute_dml(session, stmt) == 1
