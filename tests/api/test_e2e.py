@@ -42,8 +42,8 @@ SEED = f'company_data."{SEED_DATASET_ID}"'
 SLOW_VIEW = (  # a three-way cross join: minutes of work, interruptible
     'CREATE MATERIALIZED VIEW "slow" AS SELECT count(*) AS n '
     f'FROM {SEED} AS a CROSS JOIN {SEED} AS b CROSS JOIN {SEED} AS c '
-    'WHERE (hour(a."event_timestamp") * 7 + hour(b."event_timestamp") * 13 '
-    '+ hour(c."event_timestamp")) % 1000 = 999')
+    'WHERE (epoch_ms(a."event_timestamp") * 7 + epoch_ms(b."event_timestamp") * 13 '
+    '+ epoch_ms(c."event_timestamp")) % 1000 = 999')
 HOURS_VIEW = ('CREATE MATERIALIZED VIEW "hours" AS SELECT "timestamp_object"."hour" AS h, '
               f'"event_timestamp" AS ts FROM {SEED} WHERE "timestamp_object"."hour" < 3 '
               'ORDER BY ts LIMIT 300 ROWS')
