@@ -100,7 +100,9 @@ def pg_store(pg_database: str) -> Iterator[Store]:
 def redis_db() -> int:
     """A Redis database number of its own for this session (flushed on use)."""
     require_service("Redis", REDIS_HOST, REDIS_PORT)
-    return 1 + os.getpid() % 14
+    # DATAPLANE_TEST_REDIS_DB pins it, so test sessions run side by side never flush each other's.
+    pinned = os.environ.get("DATAPLANE_TEST_REDIS_DB")
+    return int(pinned) if pinned else 1 + os.getpid() % 14
 
 
 @pytest.fixture
