@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dataplane.cli import settings_of
+from dataplane.cli import require_storage, settings_of
 
 
 @click.command()
@@ -19,6 +19,7 @@ def api(ctx: click.Context, host: str | None, port: int | None, access_log: bool
     from api.app import create_app
 
     settings = settings_of(ctx)
+    require_storage(settings)
     app = create_app(settings)
     uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port,
                 access_log=access_log, log_level="info")

@@ -74,3 +74,14 @@ def main(ctx: click.Context) -> None:
 def settings_of(ctx: click.Context) -> Settings:
     obj: Any = ctx.find_root().obj
     return obj if isinstance(obj, Settings) else Settings()
+
+
+def require_storage(settings: Settings) -> None:
+    """Exit at start, with one line naming the setting, when object storage is misconfigured
+    (no such bucket, refused credentials, unreachable endpoint) rather than fail every job."""
+    from shared.storage import Storage, StorageError
+
+    try:
+        Storage.from_settings(settings).check()
+    except (StorageError, ValueError) as error:
+        raise click.ClickException(str(error)) from error

@@ -3,7 +3,8 @@
 `run_job` is the whole lifecycle and what the Celery task calls; it needs no Celery:
 
     claim (CAS, bumps attempts) -> compile against the company's catalog, pin inputs,
-    write compiled_sql -> locked DuckDB connection -> forecast | materialize + publish
+    write compiled_sql -> inputs made local (in place, or pinned from the host's cache)
+    -> locked DuckDB connection -> forecast | materialize: staged files, uploaded, published
     -> on any error: settle (cancelled / failed / requeued / fenced) -> staging removed
 
 A watcher thread heartbeats the lease and interrupts DuckDB on cancellation, fencing or
@@ -28,10 +29,18 @@ from shared.states import JobType
 from shared.store import Store
 from shared.store.catalog import StoreCatalog
 from shared.store.jobs import complete, get_job, set_compiled_sql
+from worker.cache import DataFiles
 from worker.forecast import check_budget, forecast, price_per_row
-from worker.inputs import Input, bind_inputs, input_directories, resolve_inputs
+from worker.inputs import (
+    Input,
+    bind_inputs,
+    input_directories,
+    local_files,
+    localize,
+    resolve_inputs,
+)
 from worker.lifecycle import Claimed, Outcome, claim_job, hand_back, record_timeout, settle
-from worker.materialize import Target, ensure_target, place, publish, write_staged
+from worker.materialize import Target, check_output_size, ensure_target, place, publish, write_staged
 from worker.sandbox import Limits, open_sandbox, trusted_connection
 from worker.staging import Staging
 from worker.stats import compute_column_stats
@@ -56,6 +65,7 @@ class Run:
 
     store: Store
     settings: Settings
+    files: DataFiles
     executor: str
     job: Claimed
     staging: Staging
@@ -70,7 +80,9 @@ class Run:
                                     max_execution_ms=remaining_ms)
 
 
-def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: str) -> Outcome:
+def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: str,
+            files: DataFiles | None = None) -> Outcome:
+    files = files or DataFiles.from_settings(settings)
     claimed = claim_job(store, settings, job_id, executor=executor)
     if claimed is None:
         return Outcome.SKIPPED
@@ -81,8 +93,9 @@ def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: st
         store, job_id, claimed.attempt, deadline=deadline,
         poll_seconds=settings.cancel_poll_seconds, heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,
-        on_stuck=lambda: record_timeout(store, settings, claimed, executor=executor))
-    run = Run(store, settings, executor, claimed, staging, watcher, deadline)
+        on_stuck=lambda: record_timeout(store, settings, claimed, executor=executor),
+        output=(staging.out, settings.max_output_bytes))
+    run = Run(store, settings, files, executor, claimed, staging, watcher, deadline)
     try:
         with watcher:
             staging.remove_earlier_attempts()
@@ -114,12 +127,15 @@ def prepare(run: Run) -> Plan:
         compiled = compile_nql(job.nql, StoreCatalog(session, job.company_id))
         if _KINDS.get(JobType(job.type)) != compiled.kind:
             raise UserError(f"A {job.type} job cannot run a {compiled.kind} statement")
-        inputs = resolve_inputs(session, datasets_dir=run.settings.datasets_dir,
-                                company_id=job.company_id, datasets=compiled.datasets)
+        inputs = resolve_inputs(session, company_id=job.company_id, datasets=compiled.datasets)
         target = ensure_target(session, job, compiled) if job.type == JobType.MATERIALIZE_VIEW else None
         if not set_compiled_sql(session, job.id, attempt=run.job.attempt, sql=compiled.select_sql,
                                 dataset_id=target.dataset_id if target else None):
             raise RunStopped(run.watcher.reason or StopReason.FENCED)
+    # Downloads (a remote store) happen here, outside any transaction; the watcher
+    # heartbeats meanwhile and a cancel interrupts between files.
+    inputs = localize(inputs, storage=run.files.storage, cache=run.files.cache,
+                      into=run.staging.inputs)
     return Plan(compiled, inputs, target)
 
 
@@ -160,21 +176,24 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
     if view is not None and view.budget is not None and price_per_row(plan.inputs) > 0:
         check_budget(view.budget, _forecast_of(run, plan, con))  # before anything is written
     staged = write_staged(con, plan.compiled.select_sql, run.staging)
-    run.watcher.check()  # a cancel that came while writing wins over publishing
-    files = [place(staged, datasets_dir=run.settings.datasets_dir, dataset_id=target.dataset_id,
-                   job_id=run.job.job_id, attempt=run.job.attempt)]
+    run.watcher.check()  # a cancel (or the output cap) that came while writing wins
+    check_output_size(staged.size, run.settings.max_output_bytes)
+    files = place(staged, storage=run.files.storage, dataset_id=target.dataset_id,
+                  job_id=run.job.job_id, attempt=run.job.attempt)
 
-    def stats(paths: list[Path]) -> dict[str, Any]:
+    def stats(parent_keys: list[str]) -> dict[str, Any]:
+        parent = local_files(parent_keys, storage=run.files.storage, cache=run.files.cache,
+                             into=run.staging.inputs / "parent")
         stats_con = trusted_connection(run.limits())
         run.watcher.attach(stats_con)
         try:
-            return compute_column_stats(stats_con, paths, target.columns)
+            return compute_column_stats(stats_con, [*parent, *staged.paths], target.columns)
         finally:
             run.watcher.attach(con)
             stats_con.close()
 
     publish(run.store, job_id=run.job.job_id, attempt=run.job.attempt, executor=run.executor,
-            target=target, files=files, staged=staged, datasets_dir=run.settings.datasets_dir,
+            target=target, files=files, staged=staged, storage=run.files.storage,
             compiled_sql=plan.compiled.select_sql,
             stats=stats if run.job.stats_enabled else None,  # EXTENDED_STATS resolved at submit
             statistics=lambda: run.job.statistics(rows=staged.rows, size=staged.size),
