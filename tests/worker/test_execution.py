@@ -256,6 +256,6 @@ def test_budget_exceeded_fails_before_writing(
     assert outcome == Outcome.FAILED and job.failures[0]["value"]["type"] == "BudgetExceeded"
     assert "budget of 5 USD" in job.failures[0]["message"]
     assert _snapshot(pg_store, job.id) is None
-    assert not object_keys(wsettings, f"{job.dataset_id}/")
+    assert not object_keys(wsettings, f"{job.dataset_id}/{job.id}")
     outcome, job = run(pg_store, wsettings, HOURS_VIEW + " BUDGET 1000000 USD")
     assert outcome == Outcome.COMPLETED
