@@ -250,20 +250,23 @@ class Storage:
                                      last_modified=meta["last_modified"])
 
     # -- writing --------------------------------------------------------------------------
-    def put_file(self, key: str, source: Path) -> int:
-        """Upload `source` under `key`, create-only; returns its size. A local store links
-        the file in when it can (same file system: no copy; a link is create-only too)."""
+    def put_file(self, key: str, source: Path, *, move: bool = False) -> int:
+        """Upload `source` under `key`, create-only; returns its size. `move`: the caller is
+        done with `source`, and a local store may take the file itself instead of a copy
+        (a link then an unlink: still create-only, and no byte copied)."""
         size = source.stat().st_size
         local = self.local_path(key)
-        if local is not None:
+        if local is not None and move:
             local.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(source, local)
-                return size
             except FileExistsError as error:
                 raise ObjectExists(f"object storage: put {key}: the object already exists") from error
             except OSError:
                 pass  # another file system: copy through the store
+            else:
+                source.unlink()
+                return size
         with _Guard("put", key):
             obstore.put(self._store, check_key(key), source, mode="create")
         return size

@@ -60,6 +60,8 @@ class MotoServer:
     port: int
     popen: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # INITIAL_NO_AUTH_ACTION_COUNT=N: moto checks signatures after N requests (tests of refused keys)
+    environment: dict[str, str] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -70,12 +72,12 @@ class MotoServer:
         self.log_path = log_dir / f"moto-{self.port}.log"
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen([moto_executable(), "-H", "127.0.0.1", "-p", str(self.port)],
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                          env={**os.environ, **(self.environment or {})})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.endpoint + "/moto-api/", timeout=1).status_code < 500:
-                    return self
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return self
             if self.popen.poll() is not None:
                 raise RuntimeError(f"moto_server exited: {self.log_path.read_text()[-2000:]}")
             time.sleep(0.1)

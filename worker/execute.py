@@ -180,6 +180,8 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
     check_output_size(staged.size, run.settings.max_output_bytes)
     files = place(staged, storage=run.files.storage, dataset_id=target.dataset_id,
                   job_id=run.job.job_id, attempt=run.job.attempt)
+    # The new rows, as local files: a local store took the staged files, a remote one copied them.
+    written = [run.files.storage.local_path(key) or path for key, path in zip(files, staged.paths, strict=True)]
 
     def stats(parent_keys: list[str]) -> dict[str, Any]:
         parent = local_files(parent_keys, storage=run.files.storage, cache=run.files.cache,
@@ -187,7 +189,7 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
         stats_con = trusted_connection(run.limits())
         run.watcher.attach(stats_con)
         try:
-            return compute_column_stats(stats_con, [*parent, *staged.paths], target.columns)
+            return compute_column_stats(stats_con, [*parent, *written], target.columns)
         finally:
             run.watcher.attach(con)
             stats_con.close()

@@ -53,7 +53,7 @@ def import_dataset(settings: Settings, store: Store, *, company_id: int, dataset
                                      dataset_id=dataset_id,
                                      price_micro_cents_per_row=price_micro_cents_per_row)
             relative = import_key(dataset.id, token)
-            storage.put_file(relative, staged)
+            storage.put_file(relative, staged, move=True)
             uploaded = relative
             snapshot = publish_snapshot(session, dataset=dataset, job_id=None,
                                         write_mode="overwrite", added_files=[relative],

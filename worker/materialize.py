@@ -138,13 +138,13 @@ def check_output_size(size: int, limit: int) -> None:
 
 def place(staged: Staged, *, storage: Storage, dataset_id: int, job_id: uuid.UUID,
           attempt: int) -> list[str]:
-    """Upload the staged files (create-only); returns their keys. A failed upload deletes
-    what this call uploaded before raising."""
+    """Upload the staged files (create-only, moved into a local store); returns their
+    keys. A failed upload deletes what this call uploaded before raising."""
     keys: list[str] = []
     try:
         for index, path in enumerate(staged.paths):
             key = output_key(dataset_id, job_id, attempt, index)
-            storage.put_file(key, path)
+            storage.put_file(key, path, move=True)
             keys.append(key)
     except BaseException:
         unplace(storage, keys)
