@@ -18,6 +18,7 @@
     │       └── DatasetNotFound
     ├── AuthenticationFailed            no, malformed or revoked token (HTTP 401)
     └── InfrastructureError             the system failed the user; retried within retry_limit
+        ├── StoreUnavailable            the jobs store could not be reached (a run goes back to pending)
         └── JobTimedOut                 (a user-visible end state, not retried)
 
 Edges map these once: the API to HTTP statuses (`api/errors.py`), the worker to
@@ -133,6 +134,10 @@ class InfrastructureError(DataplaneError):
     """The system, not the user, failed (broker, store, disk). Retried within `retry_limit`."""
 
     title = "Internal Error"
+
+
+class StoreUnavailable(InfrastructureError):
+    """The jobs store could not be reached (restarting, failing over): nothing the job did."""
 
 
 class JobTimedOut(DataplaneError):

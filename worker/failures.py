@@ -11,6 +11,9 @@
               errors, and anything unexpected.
     timeout   failed "timed out after N s", never retried (the same query would time out
               again).
+    outage    the jobs store could not be reached mid-run (a restart, a failover): the
+              job did nothing wrong, so it goes back to pending whatever its retry_limit,
+              like a run whose worker was lost, up to `max_attempts` runs.
 
 A failure entry is `{message, timestamp, value}`: `message` is one readable sentence,
 `value` the detail (`type`, `line`/`column` when known, DuckDB's own text).
@@ -25,8 +28,9 @@ from typing import Any
 
 import duckdb
 
-from shared.errors import InfrastructureError, JobTimedOut, NQLError, UserError
+from shared.errors import InfrastructureError, JobTimedOut, NQLError, StoreUnavailable, UserError
 from shared.nql.sandbox import readable
+from shared.store.db import is_disconnect
 from worker.watch import RunStopped, StopReason
 
 
@@ -34,6 +38,7 @@ class Kind(StrEnum):
     USER = "user"
     INFRA = "infra"
     TIMEOUT = "timeout"
+    OUTAGE = "outage"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ def classify(error: BaseException, *, timeout_seconds: int) -> Failure:
     if timed_out or isinstance(error, JobTimedOut) or is_duckdb_timeout(error):
         return Failure(Kind.TIMEOUT, f"timed out after {timeout_seconds} s",
                        {"type": "JobTimedOut", "timeout_seconds": timeout_seconds})
+    if isinstance(error, StoreUnavailable) or is_disconnect(error):
+        return Failure(Kind.OUTAGE, "The jobs store was unreachable during the run",
+                       {"type": "StoreUnavailable"})
     if isinstance(error, UserError):
         value: dict[str, Any] = {"type": type(error).__name__, **_jsonable(error.detail)}
         if isinstance(error, NQLError):

@@ -115,19 +115,23 @@ def settle(store: Store, settings: Settings, run: Claimed, error: BaseException,
     if reason == StopReason.TIMED_OUT and failure.kind != Kind.TIMEOUT:
         failure = Failure(Kind.TIMEOUT, f"timed out after {settings.job_timeout_seconds} s",
                           {"type": "JobTimedOut", "timeout_seconds": settings.job_timeout_seconds})
-    log.log(logging.WARNING if failure.kind == Kind.INFRA else logging.INFO,
+    log.log(logging.WARNING if failure.kind in (Kind.INFRA, Kind.OUTAGE) else logging.INFO,
             "job %s attempt %s: %s error: %s", run.job_id, run.attempt, failure.kind,
             failure.message, exc_info=failure.kind == Kind.INFRA)
-    retry = failure.kind == Kind.INFRA and run.infra_retries < run.retry_limit
+    outage = failure.kind == Kind.OUTAGE
+    retry = (failure.kind == Kind.INFRA and run.infra_retries < run.retry_limit) or (
+        outage and run.attempt < settings.max_attempts)
     message = failure.message
     if failure.kind == Kind.INFRA and run.retry_limit and not retry:
         message += f" (failed after {run.retry_limit} retries)"
+    if outage:
+        message += "; the job was queued again" if retry else f" on all {run.attempt} runs"
     entry = failure_entry(message, {**failure.value, "attempt": run.attempt, "kind": failure.kind})
     with store.unit_of_work() as session:
         if retry:
             done = requeue(session, run.job_id, attempt=run.attempt, actor=executor, failure=entry,
                            run_after=utcnow() + backoff(settings, run.infra_retries),
-                           infra_retry=True)
+                           infra_retry=not outage)
         else:
             done = fail(session, run.job_id, attempt=run.attempt, actor=executor, failure=entry,
                         statistics=run.statistics())

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.errors import OutputTooLarge, UserError
@@ -41,6 +41,7 @@ from shared.store.datasets import (
     publish_snapshot,
     snapshot_of_job,
 )
+from shared.store.db import is_disconnect
 from shared.store.jobs import complete, get_job
 from shared.store.models import Job
 from shared.store.schedules import record_view_schedule
@@ -211,12 +212,6 @@ def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, tar
         raise
 
 
-def _unreachable(error: Exception) -> bool:
-    """A connection-level failure (server gone, restarting, refusing), not a SQL error."""
-    return isinstance(error, OperationalError | InterfaceError) or (
-        isinstance(error, DBAPIError) and error.connection_invalidated)
-
-
 def _publish_while_reachable(store: Store, *, job_id: uuid.UUID, retry_seconds: float,
                              **publish_args: Any) -> dict[str, Any]:
     """`_publish_with_conflicts`, tried again while the store is unreachable, for up to
@@ -227,7 +222,7 @@ def _publish_while_reachable(store: Store, *, job_id: uuid.UUID, retry_seconds: 
         try:
             return _publish_with_conflicts(store, job_id=job_id, **publish_args)
         except Exception as error:
-            if not _unreachable(error) or time.monotonic() + delay > deadline:
+            if not is_disconnect(error) or time.monotonic() + delay > deadline:
                 raise
             log.warning("job %s: store unreachable while publishing (%s); trying again in %.2fs",
                         job_id, type(error).__name__, delay)
@@ -238,7 +233,7 @@ def _publish_while_reachable(store: Store, *, job_id: uuid.UUID, retry_seconds: 
                 landed = _already_published(store, job_id)
                 break
             except Exception as error:
-                if not _unreachable(error) or time.monotonic() + delay > deadline:
+                if not is_disconnect(error) or time.monotonic() + delay > deadline:
                     raise
         if landed is not None:
             return landed

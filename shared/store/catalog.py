@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import DatasetNotFound
+from shared.errors import DatasetNotFound, StoreUnavailable
 from shared.nql.models import ResolvedDataset
+from shared.store.db import is_disconnect
 from shared.store.models import Dataset
 
 
@@ -31,7 +32,12 @@ class StoreCatalog:
             stmt = stmt.where(Dataset.id == int(reference))
         else:
             stmt = stmt.where(Dataset.name == reference)
-        dataset = self._session.scalars(stmt).one_or_none()
+        try:
+            dataset = self._session.scalars(stmt).one_or_none()
+        except Exception as error:  # the compiler turns unknown errors into NQL errors
+            if is_disconnect(error):
+                raise StoreUnavailable("The jobs store is unavailable") from error
+            raise
         # A dataset with no data yet (a view never materialized) cannot be read either.
         if dataset is None or not dataset.schema:
             raise DatasetNotFound(f"Dataset {reference!r} does not exist or is not accessible")

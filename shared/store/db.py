@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -38,6 +39,13 @@ def execute_dml(session: Session, stmt: Executable, params: Any = None) -> int:
     result = session.execute(stmt, params, execution_options={"synchronize_session": False})
     assert isinstance(result, CursorResult)
     return result.rowcount
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """A connection-level failure of the store (server gone, restarting, refusing), not a
+    SQL error: the request was fine and may succeed once the store is back."""
+    return isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
