@@ -2,8 +2,9 @@
 
 `run_job` is the whole lifecycle and what the Celery task calls; it needs no Celery:
 
-    claim (CAS, bumps attempts) -> compile against the company's catalog, pin inputs,
-    write compiled_sql -> locked DuckDB connection -> forecast | materialize + publish
+    claim (CAS returning the row, its log row, the datasets and their current snapshots:
+    one transaction) -> compile against those answers -> locked DuckDB connection ->
+    forecast | materialize + publish (compiled_sql written with completion)
     -> on any error: settle (cancelled / failed / requeued / fenced) -> staging removed
 
 A watcher thread heartbeats the lease and interrupts DuckDB on cancellation, fencing or
@@ -20,19 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.errors import UserError
-from shared.nql import CompiledQuery, StatementKind, compile_nql
+from shared.errors import NQLError, UserError
+from shared.nql import CompiledQuery, StatementKind, compile_nql, parse_nql
 from shared.states import JobType
 from shared.store import Store
-from shared.store.catalog import StoreCatalog
+from shared.store.catalog import PinnedCatalog
 from shared.store.jobs import complete, get_job, set_compiled_sql
 from worker.forecast import check_budget, forecast, price_per_row
-from worker.inputs import Input, bind_inputs, input_directories, resolve_inputs
+from worker.inputs import Input, bind_inputs, input_directories, pinned_inputs
 from worker.lifecycle import Claimed, Outcome, claim_job, hand_back, record_timeout, settle
 from worker.materialize import Target, ensure_target, place, publish, write_staged
-from worker.sandbox import Limits, open_sandbox, trusted_connection
+from worker.sandbox import Limits, open_sandbox, retire, trusted_connection
 from worker.staging import Staging
 from worker.stats import compute_column_stats
 from worker.watch import RunStopped, StopReason, Watcher
@@ -50,7 +52,7 @@ class Plan:
     target: Target | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Run:
     """A claimed run and what it runs with."""
 
@@ -58,9 +60,11 @@ class Run:
     settings: Settings
     executor: str
     job: Claimed
+    catalog: PinnedCatalog
     staging: Staging
     watcher: Watcher
     deadline: float  # time.monotonic()
+    compiled_sql: str | None = None  # once compiled: written with the outcome
 
     def limits(self) -> Limits:
         remaining_ms = int((self.deadline - time.monotonic()) * 1000)
@@ -70,10 +74,20 @@ class Run:
                                     max_execution_ms=remaining_ms)
 
 
+def _pin_datasets(session: Session, job: Claimed) -> PinnedCatalog:
+    """The claim's reads: the datasets the statement names and their current snapshots."""
+    try:
+        references = parse_nql(job.nql).dataset_references
+    except NQLError:
+        return PinnedCatalog(())  # the compile reports it, as the job's failure
+    return PinnedCatalog.read(session, job.company_id, references)
+
+
 def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: str) -> Outcome:
-    claimed = claim_job(store, settings, job_id, executor=executor)
-    if claimed is None:
+    claim = claim_job(store, settings, job_id, executor=executor, read=_pin_datasets)
+    if claim is None:
         return Outcome.SKIPPED
+    claimed, catalog = claim
     log.info("job %s attempt %s: claimed by %s", job_id, claimed.attempt, executor)
     staging = Staging(settings.staging_dir, job_id, claimed.attempt)
     deadline = time.monotonic() + settings.job_timeout_seconds
@@ -82,7 +96,7 @@ def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: st
         poll_seconds=settings.cancel_poll_seconds, heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,
         on_stuck=lambda: record_timeout(store, settings, claimed, executor=executor))
-    run = Run(store, settings, executor, claimed, staging, watcher, deadline)
+    run = Run(store, settings, executor, claimed, catalog, staging, watcher, deadline)
     try:
         with watcher:
             staging.remove_earlier_attempts()
@@ -94,7 +108,8 @@ def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: st
             if stopping:
                 outcome = hand_back(store, claimed, executor=executor)
             else:
-                outcome = settle(store, settings, claimed, error, watcher.reason, executor=executor)
+                outcome = settle(store, settings, claimed, error, watcher.reason, executor=executor,
+                                 compiled_sql=run.compiled_sql)
         except Exception:
             log.exception("job %s: could not record the outcome; its lease will expire", job_id)
             outcome = Outcome.FENCED
@@ -107,18 +122,20 @@ def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: st
 
 
 def prepare(run: Run) -> Plan:
-    """Compile against the job's company (from the row, never the message), pin the inputs,
-    find or create the target, and write compiled_sql back, all fenced by the attempt."""
+    """Compile against the datasets the claim pinned (the company from the row, never the
+    message) and, for a view, find or create its target, fenced by the attempt."""
+    compiled = compile_nql(run.job.nql, run.catalog)
+    if _KINDS.get(JobType(run.job.type)) != compiled.kind:
+        raise UserError(f"A {run.job.type} job cannot run a {compiled.kind} statement")
+    run.compiled_sql = compiled.select_sql
+    inputs = pinned_inputs(run.catalog, compiled.datasets, datasets_dir=run.settings.datasets_dir)
+    if run.job.type != JobType.MATERIALIZE_VIEW:
+        return Plan(compiled, inputs, None)
     with run.store.unit_of_work() as session:
         job = get_job(session, run.job.job_id)
-        compiled = compile_nql(job.nql, StoreCatalog(session, job.company_id))
-        if _KINDS.get(JobType(job.type)) != compiled.kind:
-            raise UserError(f"A {job.type} job cannot run a {compiled.kind} statement")
-        inputs = resolve_inputs(session, datasets_dir=run.settings.datasets_dir,
-                                company_id=job.company_id, datasets=compiled.datasets)
-        target = ensure_target(session, job, compiled) if job.type == JobType.MATERIALIZE_VIEW else None
+        target = ensure_target(session, job, compiled)
         if not set_compiled_sql(session, job.id, attempt=run.job.attempt, sql=compiled.select_sql,
-                                dataset_id=target.dataset_id if target else None):
+                                dataset_id=target.dataset_id):
             raise RunStopped(run.watcher.reason or StopReason.FENCED)
     return Plan(compiled, inputs, target)
 
@@ -136,7 +153,7 @@ def _execute(run: Run) -> Outcome:
         return _materialize(run, plan, plan.target, con)
     finally:
         run.watcher.attach(None)
-        con.close()
+        retire(con)
 
 
 def _forecast_of(run: Run, plan: Plan, con: duckdb.DuckDBPyConnection) -> Any:
@@ -150,7 +167,8 @@ def _forecast(run: Run, plan: Plan, con: duckdb.DuckDBPyConnection) -> Outcome:
     run.watcher.check()
     with run.store.unit_of_work() as session:
         if not complete(session, run.job.job_id, attempt=run.job.attempt, executor=run.executor,
-                        result=result, statistics=run.job.statistics()):
+                        result=result, statistics=run.job.statistics(),
+                        compiled_sql=plan.compiled.select_sql):
             raise RunStopped(run.watcher.reason or StopReason.FENCED)
     return Outcome.COMPLETED
 

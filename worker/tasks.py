@@ -52,7 +52,7 @@ def _fresh_process(**_: Any) -> None:
     global _process
     _process = None  # never reuse the parent's pooled database connections
     shutdown.install()
-    make_spare()
+    make_spare(process_context().settings)
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, max_retries=None, ignore_result=True)
@@ -62,7 +62,7 @@ def run_job_task(self: Task, job_id: str, job_type: str | None = None,
     executor = f"{self.request.hostname or 'worker'}/{os.getpid()}"
     try:
         outcome = run_job(context.store, context.settings, uuid.UUID(job_id), executor=executor)
-        make_spare()
+        make_spare(context.settings)
     except Exception as error:
         # Only the claim can get here (after it, run_job records every outcome): the store is
         # unreachable. Try the message again later rather than drop it.
