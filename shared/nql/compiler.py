@@ -44,6 +44,7 @@ from shared.nql.rules import (
     check_unique_names,
     normalize_limits,
     output_names,
+    rewrite_exists_star,
 )
 from shared.nql.sandbox import describe, readable
 from shared.nql.spec import view_spec
@@ -103,6 +104,8 @@ def _split(root: exp.Expr) -> tuple[StatementKind, exp.Expr | None, Materialized
 
 def _parse(nql: str) -> _Parsed:
     kind, maybe_query, view = _split(parse_statement(nql))
+    if maybe_query is not None:
+        rewrite_exists_star(maybe_query)
     query = check_query(maybe_query, relation_ok=unresolved_relation_ok)
     check_explicit_columns(query)
     check_unique_names(output_names(query))
