@@ -29,7 +29,9 @@ def _exists_select(node: exp.Exists) -> exp.Select | None:
 
 
 def _is_star(projection: exp.Expr) -> bool:
-    return isinstance(projection, exp.Star) or (isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star))
+    if isinstance(projection, exp.Column):
+        return isinstance(projection.this, exp.Star)
+    return isinstance(projection, exp.Star)
 
 
 def rewrite_exists_star(query: exp.Expr) -> None:
