@@ -99,7 +99,8 @@ def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: st
     run = Run(store, settings, executor, claimed, catalog, staging, watcher, deadline)
     try:
         with watcher:
-            staging.remove_earlier_attempts()
+            if claimed.attempt > 1:  # only an earlier attempt can have left files behind
+                staging.remove_earlier_attempts()
             staging.create()
             outcome = _execute(run)
     except BaseException as error:  # every way out must be recorded
