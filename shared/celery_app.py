@@ -125,11 +125,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A duplicate after a broker reconnect is a no-op (claim CAS); cancelling the
         # running copy would only throw work away.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        # Task events cost a Redis PUBLISH per task state (bench/PROFILE.md); Flower turns
-        # them on in running workers itself (its --enable_events, on by default), so they are
-        # only sent from the start when asked (DATAPLANE_TASK_EVENTS).
-        "worker_send_task_events": settings.task_events,
-        "task_send_sent_event": settings.task_events,
+        # Flower: show each task (named RUN_JOB_TASK, kwargs job_id/job_type/cluster).
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
     }
     if settings.uses_redis:
         vt = visibility_timeout(settings)
