@@ -73,6 +73,23 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
     raise TimeoutError(f"condition not met within {timeout}s")
 
 
+def api_args(port: int, workers: int = 1) -> list[str]:
+    """`dataplane api` arguments (`--workers` only when > 1: older checkouts lack it)."""
+    return ["api", "--port", str(port), "--no-access-log", *(["--workers", str(workers)] if workers > 1 else [])]
+
+
+def wait_healthy(base: str, *, timeout: float = 90) -> None:
+    """Until the API at `base` answers /healthz with 200."""
+    import httpx
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+    wait_until(healthy, timeout=timeout, interval=0.2)
+
+
 @dataclass
 class BenchSystem:
     name: str

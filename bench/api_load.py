@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._faults.servers import free_port
 from bench._results import record
-from bench._system import ROOT, BenchSystem, wait_until
+from bench._system import ROOT, BenchSystem, api_args, wait_healthy, wait_until
 from shared.sample_data import write_seed_dataset
 from shared.store.tokens import create_token
 from worker.importer import import_dataset
@@ -164,18 +164,11 @@ def run(clients: int, seconds: float, api_workers: int, rows: int, code_root: Pa
     try:
         companies = prepare(system, rows)
         port = free_port()
-        workers = ["--workers", str(api_workers)] if api_workers > 1 else []
-        api = system.start("api", ["api", "--port", str(port), "--no-access-log", *workers])
+        api = system.start("api", api_args(port, api_workers))
         system.scheduler()
         system.workers(2)
         base = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-        wait_until(healthy, timeout=90, interval=0.2)
+        wait_healthy(base)
         assert api.alive()
         seed_views(base, companies)
         started = time.perf_counter()

@@ -1,7 +1,7 @@
 """Where a trivial job's cost goes across the whole system, not just in `run_job`.
 
 A private PostgreSQL 15 with `pg_stat_statements` preloaded (the shared server does not
-preload it) and the shared Redis (db `DATAPLANE_TEST_REDIS_DB`, default 15); a real
+preload it) and a private Redis, on free ports; a real
 `dataplane api`, `dataplane scheduler` and 2 workers, each under `py-spy record` (pool
 children included). Clients submit N trivial forecasts over HTTP (the throughput bench's
 job) and wait for them to complete. Then it prints, per job: the statements PostgreSQL ran
@@ -10,6 +10,7 @@ job) and wait for them to complete. Then it prints, per job: the statements Post
 bench/PROFILE.md is written from its output.
 
     .venv/bin/python bench/profile_system.py [--jobs 400] [--clients 4] [--api-workers 1]
+        [--kind forecast|view] [--code-root DIR] [--no-spy]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -31,8 +33,8 @@ from sqlalchemy import create_engine, func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._faults.servers import PrivatePostgres, free_port
-from bench._system import TRIVIAL_ENV, TRIVIAL_NQL, bench_redis_db, fresh_redis, wait_until
+from bench._faults.servers import PrivatePostgres, PrivateRedis, free_port
+from bench._system import ROOT, TRIVIAL_ENV, TRIVIAL_NQL, api_args, wait_healthy, wait_until
 from shared.config import Settings
 from shared.store import Store
 from shared.store.migrate import upgrade
@@ -41,6 +43,7 @@ from shared.store.tokens import create_token
 from tests.processes import Process, start
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
+VIEW_NQL = 'CREATE MATERIALIZED VIEW "v_{}" AS SELECT "x", "label" FROM company_data."1" WHERE "x" > 1'
 # Leaf frames where a thread waits rather than computes (py-spy counts some of them busy).
 WAITS = frozenset({"EpollSelector.select", "_epoll.poll", "Condition.wait", "Event.wait",
                    "Thread._wait_for_tstate_lock", "SocketBuffer._read_from_socket", "Connection.wait",
@@ -90,15 +93,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--code-root", type=Path, default=ROOT,
+                        help="the checkout whose processes run (e.g. main, for a before/after)")
+    parser.add_argument("--no-spy", action="store_true", help="statements only, no py-spy")
+    parser.add_argument("--kind", choices=("forecast", "view"), default="forecast",
+                        help="the trivial forecast, or a view of it under a new name (statistics on)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="dataplane-profile-system-"))
     processes: list[Process] = []
     spies: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-    with StatsPostgres() as pg:
+    with StatsPostgres() as pg, PrivateRedis(tmp / "redis") as private_redis:
         url = pg.create_database("profile")
         upgrade(url)
-        broker = fresh_redis(bench_redis_db(15))
+        broker = private_redis.url
         settings = Settings(data_dir=tmp / "data", database_url=url, broker_url=broker)
         settings.ensure_dirs()
         store = Store.from_settings(settings)
@@ -115,20 +123,14 @@ def main() -> None:
             env = {"DATAPLANE_DATABASE_URL": url, "DATAPLANE_BROKER_URL": broker,
                    "DATAPLANE_DATA_DIR": str(settings.data_dir), **TRIVIAL_ENV}
             port = free_port()
-            api = start("api", ["api", "--port", str(port), "--no-access-log", "--workers", str(args.api_workers)],
-                        env, tmp / "logs")
-            scheduler = start("scheduler", ["scheduler"], env, tmp / "logs")
+            code = {"cwd": args.code_root.resolve()}
+            api = start("api", api_args(port, args.api_workers), env, tmp / "logs", **code)
+            scheduler = start("scheduler", ["scheduler"], env, tmp / "logs", **code)
             workers = [start(f"worker{i}", ["worker", "--cluster", "shared", "--concurrency", "1", "--loglevel",
-                                            "warning"], env, tmp / "logs") for i in range(2)]
+                                            "warning"], env, tmp / "logs", **code) for i in range(2)]
             processes += [api, scheduler, *workers]
             base = f"http://127.0.0.1:{port}"
-
-            def healthy() -> bool:
-                try:
-                    return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-                except httpx.TransportError:
-                    return False
-            wait_until(healthy, timeout=60, interval=0.2)
+            wait_healthy(base)
             wait_until(lambda: all("[queues]" in w.log() for w in workers), timeout=60)
             wait_until(lambda: "scheduler running" in scheduler.log(), timeout=30)
             headers = {"Authorization": f"Bearer {token}"}
@@ -136,7 +138,8 @@ def main() -> None:
             def submit(count: int) -> None:
                 with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
                     for _ in range(count):
-                        response = client.post("/nql/run", json={"nql": TRIVIAL_NQL})
+                        nql = TRIVIAL_NQL if args.kind == "forecast" else VIEW_NQL.format(uuid.uuid4().hex[:12])
+                        response = client.post("/nql/run", json={"nql": nql})
                         assert response.status_code == 201, response.text
 
             def completed() -> int:
@@ -150,7 +153,7 @@ def main() -> None:
                 conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
                 conn.execute(text("SELECT pg_stat_statements_reset()"))
             seconds = max(30, args.jobs // 4)
-            for process in processes:
+            for process in [] if args.no_spy else processes:
                 out = tmp / f"{process.name}.raw"
                 spies.append((process.name, spy(process, out, seconds), out))
             time.sleep(1)
@@ -170,7 +173,7 @@ def main() -> None:
                     "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'profile') "
                     "ORDER BY calls DESC")).all()
             admin.dispose()
-            print(f"{jobs} jobs in {elapsed:.1f} s ({jobs / elapsed:.1f} jobs/s), {args.clients} clients, "
+            print(f"{jobs} {args.kind} jobs in {elapsed:.1f} s ({jobs / elapsed:.1f} jobs/s), {args.clients} clients, "
                   f"{args.api_workers} API worker(s), 2 workers x 1 process")
             calls = sum(r[0] for r in rows)
             spent = sum(r[1] for r in rows)
