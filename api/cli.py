@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from dataplane.cli import settings_of
+from dataplane.cli import require_storage, settings_of
 
 
 @click.command()
@@ -27,6 +27,7 @@ def api(ctx: click.Context, host: str | None, port: int | None, workers: int | N
     import uvicorn
 
     settings = settings_of(ctx)
+    require_storage(settings)
     workers = workers or settings.api_workers
     options = {"host": host or settings.api_host, "port": port or settings.api_port,
                "access_log": access_log, "log_level": "info"}

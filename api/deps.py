@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.config import Settings
 from shared.errors import AuthenticationFailed, InvalidRequest
+from shared.storage import Storage
 from shared.store import Store
 from shared.store.tokens import Principal, authenticate
 
@@ -22,7 +23,16 @@ class AppContext:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self._store = store
+        self._storage: Storage | None = None
         self._lock = threading.Lock()
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            with self._lock:
+                if self._storage is None:
+                    self._storage = Storage.from_settings(self.settings)
+        return self._storage
 
     @property
     def store(self) -> Store:
@@ -44,6 +54,10 @@ def context(request: Request) -> AppContext:
 
 def _store(ctx: Annotated[AppContext, Depends(context)]) -> Store:
     return ctx.store
+
+
+def _storage(ctx: Annotated[AppContext, Depends(context)]) -> Storage:
+    return ctx.storage
 
 
 def _settings(ctx: Annotated[AppContext, Depends(context)]) -> Settings:
@@ -81,5 +95,6 @@ def single_valued_query(request: Request) -> None:
 
 
 StoreDep = Annotated[Store, Depends(_store)]
+StorageDep = Annotated[Storage, Depends(_storage)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]

@@ -24,6 +24,7 @@ from bench._results import record
 from bench._system import BenchSystem
 from shared.results import read_results
 from shared.sample_data import write_seed_dataset
+from shared.storage import Storage
 from shared.store.jobs import NewJob, create_job, get_job
 from worker.execute import run_job
 from worker.importer import import_dataset
@@ -54,13 +55,14 @@ def main() -> None:
         run_job(system.store, system.settings, job_id, executor="bench")
         offsets = {"first": 0, "middle": args.rows // 2, "last": args.rows - PAGE}
         timings: dict[str, list[float]] = {name: [] for name in offsets}
+        storage = Storage.from_settings(system.settings)
         with system.store.unit_of_work() as session:
             job = get_job(session, job_id)
             assert job.state == "completed", job.failures
             for index in range(args.reads + 1):
                 for name, offset in offsets.items():
                     started = time.perf_counter()
-                    body = read_results(session, system.settings, job, limit=PAGE, offset=offset)
+                    body = read_results(session, storage, job, limit=PAGE, offset=offset)
                     elapsed = time.perf_counter() - started
                     assert body["rowCount"] == args.rows and len(body["rows"]) == PAGE
                     if index:

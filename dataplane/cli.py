@@ -74,3 +74,44 @@ def main(ctx: click.Context) -> None:
 def settings_of(ctx: click.Context) -> Settings:
     obj: Any = ctx.find_root().obj
     return obj if isinstance(obj, Settings) else Settings()
+
+
+def require_storage(settings: Settings, *, in_child: bool = False) -> None:
+    """Exit at start, with one line naming the setting, when object storage is misconfigured
+    (no such bucket, refused credentials, unreachable endpoint) rather than fail every job.
+
+    `in_child`: check from a forked child. obstore's I/O runtime does not survive a fork,
+    so a process that forks workers (Celery prefork) must never start it itself."""
+    message = _checked_in_child(settings) if in_child else _storage_problem(settings)
+    if message:
+        raise click.ClickException(message)
+
+
+def _storage_problem(settings: Settings) -> str | None:
+    from shared.storage import Storage, StorageError
+
+    try:
+        Storage.from_settings(settings).check()
+    except (StorageError, ValueError) as error:
+        return str(error)
+    return None
+
+
+def _checked_in_child(settings: Settings) -> str | None:
+    import os
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read)
+        try:
+            problem = _storage_problem(settings) or ""
+        except BaseException as error:
+            problem = f"object storage check failed: {error}"
+        os.write(write, problem.encode()[:4000])
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        problem = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return problem or None

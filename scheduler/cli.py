@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from dataplane.cli import settings_of
+from dataplane.cli import require_storage, settings_of
 
 
 @click.command()
@@ -20,4 +20,6 @@ def scheduler(ctx: click.Context, once: bool, log_level: str) -> None:
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_scheduler(settings_of(ctx), once=once)
+    settings = settings_of(ctx)
+    require_storage(settings)
+    run_scheduler(settings, once=once)

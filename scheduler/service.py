@@ -25,6 +25,7 @@ from scheduler.runner import Duty, Runner
 from scheduler.schedules import RefreshSchedules
 from shared.config import Settings
 from shared.nudge import NudgeListener
+from shared.storage import Storage
 from shared.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def build_duties(settings: Settings, store: Store, publisher: Publisher) -> list
                    actor=actor_name("dispatcher"), broker_watch=watch),
         Reaper(settings=settings, store=store, actor=actor_name("reaper")),
         RefreshSchedules(store, settings),
-        OrphanFiles(settings=settings, store=store),
+        OrphanFiles(settings=settings, store=store, storage=Storage.from_settings(settings)),
     ]
     if settings.scheduler_liveness_file is not None:
         duties.append(Liveness(settings.scheduler_liveness_file))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +21,21 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the jobs store; default SQLite under data_dir.")
     broker_url: str = Field(default="",
         description="Celery broker URL; default an embedded SQLite broker under data_dir.")
+
+    # Object storage (shared/storage.py): where snapshots' data files live.
+    storage_url: str = Field(default="",
+        description="`file:///abs/path` or `s3://bucket/prefix`; default `file://` under data_dir/datasets.")
+    s3_endpoint_url: str | None = Field(default=None,
+        description="Endpoint of an S3-compatible server (`http://host:port`); unset for AWS.")
+    s3_region: str = Field(default="us-east-1", description="S3 region.")
+    s3_access_key_id: str | None = Field(default=None,
+        description="S3 access key; unset: the standard AWS environment and credential chain.")
+    s3_secret_access_key: SecretStr | None = Field(default=None,
+        description="S3 secret key (never logged or shown).")
+    cache_max_bytes: int = Field(default=20 * 1024**3, ge=0,
+        description="A worker host's input cache of object-storage files (LRU; pinned files stay).")
+    max_output_bytes: int = Field(default=50 * 1024**3, ge=1,
+        description="What one run may write; past it the job fails and its output is deleted.")
 
     lease_seconds: int = Field(default=30, ge=2,
         description="A running job's lease; the worker heartbeats at a third of it.")
@@ -109,6 +124,10 @@ class Settings(BaseSettings):
     @property
     def staging_dir(self) -> Path:
         return self.resolved_data_dir / "staging"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.resolved_data_dir / "cache"
 
     @property
     def heartbeat_seconds(self) -> float:

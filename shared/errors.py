@@ -9,6 +9,7 @@
     │   ├── AccessDenied                authenticated, but not allowed
     │   ├── JobNotCompleted             results asked of a job that has not completed
     │   ├── BudgetExceeded              the statement's BUDGET would be exceeded
+    │   ├── OutputTooLarge              a run wrote more than DATAPLANE_MAX_OUTPUT_BYTES
     │   └── NQLError                    the statement cannot be compiled
     │       ├── NQLSyntaxError          with line and column
     │       ├── UnsupportedConstruct    valid SQL we do not (yet) support
@@ -77,6 +78,15 @@ class JobNotCompleted(UserError):
 
 class BudgetExceeded(UserError):
     """The statement's BUDGET / LIMIT n USD would be exceeded."""
+
+
+class OutputTooLarge(UserError):
+    """A run wrote more than the per-run output cap; nothing of it is kept."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The job's output exceeded the cap of {limit} bytes "
+                         "(DATAPLANE_MAX_OUTPUT_BYTES); nothing was written",
+                         type="OutputTooLarge", max_output_bytes=limit)
 
 
 class NQLError(UserError):

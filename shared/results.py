@@ -1,12 +1,13 @@
 """Reading a completed job's results: Dremio-style pages, whole-result downloads, stats.
 
-The API calls these; they read the Parquet files the worker wrote, with DuckDB, and never
-import worker code. The rows of a `materialize-view` job are the files *that job* added
-(its snapshot's `added_files`), not the whole dataset after an append.
+The API calls these; they read the Parquet objects the worker wrote, through object
+storage (ranged reads: the footer, then only the row groups needed), and never import
+worker code. The rows of a `materialize-view` job are the objects *that job* added (its
+snapshot's `added_files`), not the whole dataset after an append.
 
 Pages cost the same at any offset: the page's rows are located by the files' row counts
-(Parquet footers), and inside a file by `file_row_number`, a filter DuckDB answers from
-row-group metadata, so only the row group(s) holding the page are decoded.
+(Parquet footers, cached per process: objects never change), and inside a file by its
+row groups' counts, so only the row group(s) holding the page are fetched and decoded.
 
 Value formats (DESIGN.md): timestamps `2013-02-10 20:00:00.000` (UTC), dates
 `YYYY-MM-DD`, structs and maps as JSON objects, lists as arrays, decimals as numbers,
@@ -22,22 +23,25 @@ import io
 import json
 import math
 import os
-import tempfile
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy.orm import Session
 
-from shared.config import Settings
 from shared.errors import JobNotCompleted
 from shared.states import JobState, JobType
+from shared.storage import Storage
 from shared.store.datasets import snapshot_of_job
 from shared.store.models import Job, Snapshot
 
@@ -136,8 +140,10 @@ def _connect(threads: int = 1) -> duckdb.DuckDBPyConnection:
     return con
 
 
-# Pages run only our own SQL over our own files, so they share one in-memory database per
-# process and take a cursor each (a new database costs ~13 ms, a page a few ms).
+# Rows are read from storage with pyarrow (ranged reads of the row groups needed) and
+# handed to DuckDB only to turn Arrow values into the same Python values, and types into
+# the same names, as a DuckDB read of the file gives. One in-memory database per process,
+# a cursor per read (a new database costs ~13 ms, a page a few ms).
 _pages_db: tuple[int, duckdb.DuckDBPyConnection] | None = None
 _pages_lock = threading.Lock()
 
@@ -158,23 +164,73 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _job_files(session: Session, settings: Settings, job: Job) -> tuple[list[Path], Snapshot | None]:
+class _Footers:
+    """Parquet footers by object key (objects are immutable, so a footer never changes):
+    after the first read of a file, finding a page's rows costs no request at all."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[str, pq.FileMetaData] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, storage: Storage, key: str) -> pq.FileMetaData:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        with storage.open(key) as handle:
+            metadata = pq.read_metadata(handle)
+        with self._lock:
+            self._items[key] = metadata
+            if len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+        return metadata
+
+
+_footers = _Footers()
+
+
+@dataclass(frozen=True)
+class _File:
+    key: str
+    metadata: pq.FileMetaData
+
+    @property
+    def rows(self) -> int:
+        return int(self.metadata.num_rows)
+
+    def row_groups(self, start: int, stop: int) -> tuple[list[int], int]:
+        """The row groups holding rows [start, stop) of this file, and the file row number
+        of the first of them."""
+        groups, first, position = [], None, 0
+        for index in range(self.metadata.num_row_groups):
+            count = self.metadata.row_group(index).num_rows
+            if position < stop and position + count > start:
+                groups.append(index)
+                first = position if first is None else first
+            position += count
+        return groups, first or 0
+
+
+def _job_files(session: Session, storage: Storage, job: Job) -> tuple[list[_File], Snapshot | None]:
     snapshot = snapshot_of_job(session, job.id)
     if snapshot is None:
         return [], None
-    return [settings.datasets_dir / f for f in snapshot.added_files], snapshot
+    return [_File(key, _footers.get(storage, key)) for key in snapshot.added_files], snapshot
 
 
-def _schema(con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> list[tuple[str, str]]:
-    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_literal(files[0])})").fetchall()
-    return [(str(r[0]), str(r[1])) for r in rows]
+def _read_groups(storage: Storage, file: _File, groups: Sequence[int]) -> pa.Table:
+    with storage.open(file.key) as handle:
+        return pq.ParquetFile(handle, metadata=file.metadata).read_row_groups(groups)
 
 
-def _file_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> list[int]:
-    listed = "[" + ", ".join(_literal(f) for f in files) + "]"
-    counts = dict(con.execute(
-        f"SELECT file_name, num_rows FROM parquet_file_metadata({listed})").fetchall())
-    return [int(counts[str(f)]) for f in files]
+def _values(con: duckdb.DuckDBPyConnection, table: pa.Table) -> duckdb.DuckDBPyRelation:
+    return con.from_arrow(table)
+
+
+def _schema_of(con: duckdb.DuckDBPyConnection, file: _File) -> list[tuple[str, str]]:
+    relation = _values(con, file.metadata.schema.to_arrow_schema().empty_table())
+    return [(str(n), str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
 
 
 def _forecast_rows(job: Job) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
@@ -183,41 +239,32 @@ def _forecast_rows(job: Job) -> tuple[list[tuple[str, str]], list[dict[str, Any]
     return [(f, "BIGINT") for f in fields], [{f: result[f] for f in fields}]
 
 
-def _page_sql(file: Path, columns: Sequence[str], start: int, stop: int, *,
-              by_row_number: bool) -> str:
-    select = ", ".join(_quote(c) for c in columns)
-    if not by_row_number:  # a column named file_row_number: plain OFFSET (still per file)
-        return (f"SELECT {select} FROM read_parquet({_literal(file)}) "
-                f"LIMIT {stop - start} OFFSET {start}")
-    return (f"SELECT {select} FROM read_parquet({_literal(file)}, file_row_number = true) "
-            f"WHERE file_row_number >= {start} AND file_row_number < {stop} "
-            "ORDER BY file_row_number")
-
-
-def read_results(session: Session, settings: Settings, job: Job, *, limit: int,
+def read_results(session: Session, storage: Storage, job: Job, *, limit: int,
                  offset: int) -> dict[str, Any]:
-    """`{rowCount, schema, rows}` of a completed job; JobNotCompleted otherwise."""
+    """`{rowCount, schema, rows}` of a completed job; JobNotCompleted otherwise.
+
+    A page costs the same at any offset: the files' row counts come from their footers
+    (cached), and only the row groups holding the page are read (ranged reads)."""
     _require_completed(job)
     if job.type == JobType.NQL_FORECAST:
         schema, forecast = _forecast_rows(job)
         return _body(len(forecast), schema, forecast[offset:offset + limit])
-    files, snapshot = _job_files(session, settings, job)
+    files, snapshot = _job_files(session, storage, job)
     if snapshot is None or not files:
         return _body(0, [], [])
     with closing(_page_cursor()) as con:
-        schema = _schema(con, files)
+        schema = _schema_of(con, files[0])
         names = [n for n, _ in schema]
-        by_row_number = "file_row_number" not in names
         rows: list[dict[str, Any]] = []
         first = 0  # row number of the current file's first row in the whole result
-        for file, count in zip(files, _file_rows(con, files), strict=True):
-            start, stop = max(offset - first, 0), min(offset + limit - first, count)
+        for file in files:
+            start, stop = max(offset - first, 0), min(offset + limit - first, file.rows)
             if start < stop:
-                cursor = con.execute(_page_sql(file, names, start, stop,
-                                               by_row_number=by_row_number))
+                groups, base = file.row_groups(start, stop)
+                table = _read_groups(storage, file, groups).slice(start - base, stop - start)
                 rows.extend(dict(zip(names, map(json_value, r), strict=True))
-                            for r in cursor.fetchall())
-            first += count
+                            for r in _values(con, table).fetchall())
+            first += file.rows
             if first >= offset + limit:
                 break
     return _body(snapshot.added_rows, schema, rows)
@@ -232,59 +279,121 @@ def _body(row_count: int, schema: Sequence[tuple[str, str]],
     }
 
 
-# -- whole-result downloads ---------------------------------------------------------------
+# -- whole results, streamed --------------------------------------------------------------
 
-def stream_result(session: Session, settings: Settings, job: Job,
+@dataclass(frozen=True)
+class ResultRows:
+    """A completed job's rows as (name, DuckDB type) columns and batches of Python value
+    tuples, read one row group at a time: constant memory at any result size. The files'
+    footers are read when this is made, so an outage shows before the first byte is sent."""
+
+    columns: list[tuple[str, str]]
+    batches: Iterator[list[tuple[Any, ...]]]
+
+
+def result_rows(session: Session, storage: Storage, job: Job) -> ResultRows:
+    _require_completed(job)
+    if job.type == JobType.NQL_FORECAST:
+        schema, rows = _forecast_rows(job)
+        return ResultRows(schema, iter([[tuple(r[n] for n, _ in schema) for r in rows]]))
+    files, _ = _job_files(session, storage, job)
+    if not files:
+        return ResultRows([], iter(()))
+    with closing(_page_cursor()) as con:
+        columns = _schema_of(con, files[0])
+    return ResultRows(columns, _batches(storage, files))
+
+
+def _batches(storage: Storage, files: Sequence[_File]) -> Iterator[list[tuple[Any, ...]]]:
+    with closing(_page_cursor()) as con:
+        for file in files:
+            for group in range(file.metadata.num_row_groups):
+                con.register("result_rows", _read_groups(storage, file, [group]))
+                cursor = con.execute("SELECT * FROM result_rows")
+                while batch := cursor.fetchmany(_FETCH_ROWS):
+                    yield batch
+                con.unregister("result_rows")
+
+
+def stream_result(session: Session, storage: Storage, job: Job,
                   fmt: Format) -> tuple[str, str, Iterator[bytes]]:
     """(media type, file name, chunks): the whole result, in constant memory.
 
-    Everything that needs the session is looked up now; the iterator only reads files,
+    Everything that needs the session is looked up now; the iterator only reads objects,
     so the caller may end its unit of work before streaming."""
     if fmt not in MEDIA_TYPES:
         raise ValueError(f"unknown format {fmt!r}")
-    _require_completed(job)
     filename = f"{job.id}.{fmt}"
-    if job.type == JobType.NQL_FORECAST:
-        schema, rows = _forecast_rows(job)
-        values = "SELECT " + ", ".join(
-            f"{int(rows[0][n])}::BIGINT AS {_quote(n)}" for n, _ in schema)
-        return MEDIA_TYPES[fmt], filename, _stream_query(settings, values, [], fmt)
-    files, _ = _job_files(session, settings, job)
-    if fmt == "parquet" and len(files) == 1:
-        return MEDIA_TYPES[fmt], filename, _file_chunks(files[0])
-    if not files:
-        query = "SELECT NULL AS empty WHERE false"
-    else:
-        listed = "[" + ", ".join(_literal(f) for f in files) + "]"
-        query = f"SELECT * FROM read_parquet({listed})"
-    return MEDIA_TYPES[fmt], filename, _stream_query(settings, query, files, fmt)
+    _require_completed(job)
+    if fmt == "parquet" and job.type != JobType.NQL_FORECAST:
+        files, _ = _job_files(session, storage, job)
+        if len(files) == 1:  # the stored object is the answer: pass its bytes through
+            return MEDIA_TYPES[fmt], filename, storage.iter_bytes(files[0].key)
+        return MEDIA_TYPES[fmt], filename, _parquet_chunks(storage, files)
+    rows = result_rows(session, storage, job)
+    names = [n for n, _ in rows.columns]
+    if fmt == "parquet":
+        return MEDIA_TYPES[fmt], filename, _parquet_of_rows(rows)
+    encode = _csv_encoder(names) if fmt == "csv" else _jsonl_encoder(names)
+    return MEDIA_TYPES[fmt], filename, _encoded(rows, encode, header=fmt == "csv")
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK_BYTES):
-            yield chunk
+def _encoded(rows: ResultRows, encode: Any, *, header: bool) -> Iterator[bytes]:
+    if header:
+        yield encode(None)
+    for batch in rows.batches:
+        yield encode(batch)
 
 
-def _stream_query(settings: Settings, query: str, files: Sequence[Path],
-                  fmt: Format) -> Iterator[bytes]:
-    # A generator: nothing runs (no connection is opened) until the first chunk is asked for.
-    with closing(_connect(settings.duckdb_threads)) as con:
-        con.execute(f"SET memory_limit = {_literal(settings.duckdb_memory_limit)}")
-        if fmt == "parquet":
-            settings.staging_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=settings.staging_dir, prefix="export-") as tmp:
-                target = Path(tmp) / "result.parquet"
-                con.execute(f"COPY ({query}) TO {_literal(target)} (FORMAT parquet)")
-                yield from _file_chunks(target)
-            return
-        cursor = con.execute(query)
-        names = [d[0] for d in cursor.description or []]
-        encode = _csv_encoder(names) if fmt == "csv" else _jsonl_encoder(names)
-        if fmt == "csv":
-            yield encode(None)
-        while batch := cursor.fetchmany(_FETCH_ROWS):
-            yield encode(batch)
+class _Sink(io.RawIOBase):
+    """A write-only file whose bytes are taken away as they come (ParquetWriter only
+    appends): a streamed Parquet file never sits whole in memory or on disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: list[bytes] = []
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._chunks.append(chunk)
+        self._position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._position
+
+    def take(self) -> bytes:
+        chunk, self._chunks = b"".join(self._chunks), []
+        return chunk
+
+
+def _parquet_chunks(storage: Storage, files: Sequence[_File]) -> Iterator[bytes]:
+    """Several files as one Parquet file, a row group at a time."""
+    schema = files[0].metadata.schema.to_arrow_schema() if files else pa.schema([("empty", pa.null())])
+    sink = _Sink()
+    with pq.ParquetWriter(sink, schema) as writer:
+        for file in files:
+            for group in range(file.metadata.num_row_groups):
+                writer.write_table(_read_groups(storage, file, [group]))
+                if chunk := sink.take():
+                    yield chunk
+    if chunk := sink.take():
+        yield chunk
+
+
+def _parquet_of_rows(rows: ResultRows) -> Iterator[bytes]:
+    """A forecast's one row of BIGINTs, as Parquet."""
+    values = [row for batch in rows.batches for row in batch]
+    table = pa.table({name: pa.array([row[i] for row in values], pa.int64())
+                      for i, (name, _) in enumerate(rows.columns)})
+    sink = _Sink()
+    with pq.ParquetWriter(sink, table.schema) as writer:
+        writer.write_table(table)
+    yield sink.take()
 
 
 def _csv_encoder(names: list[str]) -> Any:

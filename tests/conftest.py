@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from shared.config import Settings
 from shared.store import Store
 from shared.store.migrate import upgrade
+from tests.s3 import MotoServer, running_moto, s3_mode
 
 pytest_plugins = ["tests.api_app"]
 
@@ -41,6 +42,31 @@ def require_service(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(message + " (CI must have it: .ci/run starts it)")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A real S3 server process (moto_server) for this session, with the test bucket."""
+    with running_moto(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def object_storage(request: pytest.FixtureRequest) -> Iterator[str]:
+    """`DATAPLANE_TEST_STORAGE=s3`: the whole session keeps data files in moto's bucket.
+    Set in the environment, so every Settings() and every process a test starts uses it."""
+    if not s3_mode():
+        yield "file"
+        return
+    server: MotoServer = request.getfixturevalue("moto")
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env(prefix=f"session-{uuid.uuid4().hex[:8]}"))
+    yield "s3"
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.s3 import STORAGE_VARIABLES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -59,6 +61,8 @@ class Process:
 
 def process_env(settings_env: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPLANE_")}
+    # The session's object storage (DATAPLANE_TEST_STORAGE=s3) reaches every process.
+    env.update({k: v for k, v in os.environ.items() if k in STORAGE_VARIABLES})
     env.update(settings_env)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -12,7 +12,7 @@ import socket
 
 import click
 
-from dataplane.cli import settings_of
+from dataplane.cli import require_storage, settings_of
 from shared.queues import worker_queue
 
 
@@ -44,6 +44,7 @@ def worker(ctx: click.Context, cluster: str, compute_pool: str | None, concurren
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
     settings.ensure_dirs()
+    require_storage(settings, in_child=True)  # the pool forks: keep obstore out of this process
     from shared.celery_app import app
     from worker import tasks  # noqa: F401 - registers RUN_JOB_TASK on the app
 

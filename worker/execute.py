@@ -3,8 +3,9 @@
 `run_job` is the whole lifecycle and what the Celery task calls; it needs no Celery:
 
     claim (CAS returning the row, its log row, the datasets and their current snapshots:
-    one transaction) -> compile against those answers -> locked DuckDB connection ->
-    forecast | materialize + publish (compiled_sql written with completion)
+    one transaction) -> compile against those answers -> inputs made local (in place, or
+    pinned from the host's cache) -> locked DuckDB connection -> forecast | materialize:
+    staged files, uploaded, published (compiled_sql written with the outcome)
     -> on any error: settle (cancelled / failed / requeued / fenced) -> staging removed
 
 A watcher thread heartbeats the lease and interrupts DuckDB on cancellation, fencing or
@@ -30,10 +31,11 @@ from shared.states import JobType
 from shared.store import Store
 from shared.store.catalog import PinnedCatalog
 from shared.store.jobs import complete, get_job, set_compiled_sql
+from worker.cache import DataFiles
 from worker.forecast import check_budget, forecast, price_per_row
-from worker.inputs import Input, bind_inputs, input_directories, pinned_inputs
+from worker.inputs import Input, bind_inputs, input_directories, local_files, localize, pinned_inputs
 from worker.lifecycle import Claimed, Outcome, claim_job, hand_back, record_timeout, settle
-from worker.materialize import Target, ensure_target, place, publish, write_staged
+from worker.materialize import Target, check_output_size, ensure_target, place, publish, write_staged
 from worker.sandbox import Limits, open_sandbox, retire, trusted_connection
 from worker.staging import Staging
 from worker.stats import compute_column_stats
@@ -58,6 +60,7 @@ class Run:
 
     store: Store
     settings: Settings
+    files: DataFiles
     executor: str
     job: Claimed
     catalog: PinnedCatalog
@@ -83,7 +86,9 @@ def _pin_datasets(session: Session, job: Claimed) -> PinnedCatalog:
     return PinnedCatalog.read(session, job.company_id, references)
 
 
-def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: str) -> Outcome:
+def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: str,
+            files: DataFiles | None = None) -> Outcome:
+    files = files or DataFiles.from_settings(settings)
     claim = claim_job(store, settings, job_id, executor=executor, read=_pin_datasets)
     if claim is None:
         return Outcome.SKIPPED
@@ -95,8 +100,9 @@ def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: st
         store, job_id, claimed.attempt, deadline=deadline,
         poll_seconds=settings.cancel_poll_seconds, heartbeat_seconds=settings.heartbeat_seconds,
         lease_seconds=settings.lease_seconds,
-        on_stuck=lambda: record_timeout(store, settings, claimed, executor=executor))
-    run = Run(store, settings, executor, claimed, catalog, staging, watcher, deadline)
+        on_stuck=lambda: record_timeout(store, settings, claimed, executor=executor),
+        output=(staging.out, settings.max_output_bytes))
+    run = Run(store, settings, files, executor, claimed, catalog, staging, watcher, deadline)
     try:
         with watcher:
             if claimed.attempt > 1:  # only an earlier attempt can have left files behind
@@ -129,16 +135,23 @@ def prepare(run: Run) -> Plan:
     if _KINDS.get(JobType(run.job.type)) != compiled.kind:
         raise UserError(f"A {run.job.type} job cannot run a {compiled.kind} statement")
     run.compiled_sql = compiled.select_sql
-    inputs = pinned_inputs(run.catalog, compiled.datasets, datasets_dir=run.settings.datasets_dir)
-    if run.job.type != JobType.MATERIALIZE_VIEW:
-        return Plan(compiled, inputs, None)
+    target = _target(run, compiled) if run.job.type == JobType.MATERIALIZE_VIEW else None
+    # Downloads (a remote store) happen here, outside any transaction; the watcher
+    # heartbeats meanwhile and a cancel interrupts between files.
+    inputs = localize(pinned_inputs(run.catalog, compiled.datasets), storage=run.files.storage,
+                      cache=run.files.cache, into=run.staging.inputs)
+    return Plan(compiled, inputs, target)
+
+
+def _target(run: Run, compiled: CompiledQuery) -> Target:
+    """The view's dataset, found or created, recorded on the job (fenced by the attempt)."""
     with run.store.unit_of_work() as session:
         job = get_job(session, run.job.job_id)
         target = ensure_target(session, job, compiled)
         if not set_compiled_sql(session, job.id, attempt=run.job.attempt, sql=compiled.select_sql,
                                 dataset_id=target.dataset_id):
             raise RunStopped(run.watcher.reason or StopReason.FENCED)
-    return Plan(compiled, inputs, target)
+    return target
 
 
 def _execute(run: Run) -> Outcome:
@@ -179,21 +192,26 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
     if view is not None and view.budget is not None and price_per_row(plan.inputs) > 0:
         check_budget(view.budget, _forecast_of(run, plan, con))  # before anything is written
     staged = write_staged(con, plan.compiled.select_sql, run.staging)
-    run.watcher.check()  # a cancel that came while writing wins over publishing
-    files = [place(staged, datasets_dir=run.settings.datasets_dir, dataset_id=target.dataset_id,
-                   job_id=run.job.job_id, attempt=run.job.attempt)]
+    run.watcher.check()  # a cancel (or the output cap) that came while writing wins
+    check_output_size(staged.size, run.settings.max_output_bytes)
+    files = place(staged, storage=run.files.storage, dataset_id=target.dataset_id,
+                  job_id=run.job.job_id, attempt=run.job.attempt)
+    # The new rows, as local files: a local store took the staged files, a remote one copied them.
+    written = [run.files.storage.local_path(key) or path for key, path in zip(files, staged.paths, strict=True)]
 
-    def stats(paths: list[Path]) -> dict[str, Any]:
+    def stats(parent_keys: list[str]) -> dict[str, Any]:
+        parent = local_files(parent_keys, storage=run.files.storage, cache=run.files.cache,
+                             into=run.staging.inputs / "parent")
         stats_con = trusted_connection(run.limits())
         run.watcher.attach(stats_con)
         try:
-            return compute_column_stats(stats_con, paths, target.columns)
+            return compute_column_stats(stats_con, [*parent, *written], target.columns)
         finally:
             run.watcher.attach(con)
             stats_con.close()
 
     publish(run.store, job_id=run.job.job_id, attempt=run.job.attempt, executor=run.executor,
-            target=target, files=files, staged=staged, datasets_dir=run.settings.datasets_dir,
+            target=target, files=files, staged=staged, storage=run.files.storage,
             compiled_sql=plan.compiled.select_sql,
             stats=stats if run.job.stats_enabled else None,  # EXTENDED_STATS resolved at submit
             statistics=lambda: run.job.statistics(rows=staged.rows, size=staged.size),

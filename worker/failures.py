@@ -86,8 +86,8 @@ def classify(error: BaseException, *, timeout_seconds: int) -> Failure:
     if isinstance(error, duckdb.Error):
         return Failure(Kind.INFRA, "The query engine failed: " + readable(error),
                        _duckdb_value(error))
-    if isinstance(error, OSError):
-        return Failure(Kind.INFRA, f"A storage error stopped the job: {error}",
+    if isinstance(error, OSError):  # no file name: local paths are not the user's business
+        return Failure(Kind.INFRA, f"A storage error stopped the job: {error.strerror or type(error).__name__}",
                        {"type": type(error).__name__, "errno": error.errno})
     return Failure(Kind.INFRA, "The job failed on an internal error",
                    {"type": type(error).__name__, "error": str(error)[:2000]})

@@ -2,8 +2,9 @@
 
 DuckDB copies the file into one Parquet file (CSV types are sniffed), the schema comes
 from DESCRIBE of what was written, and the first snapshot carries column statistics.
-The file is written to staging first and moved into the dataset's folder inside the
-transaction that creates the dataset; a failed import leaves neither behind. Operators
+The file is written to staging first and uploaded to object storage inside the
+transaction that creates the dataset (the dataset's id names the key); a failed import
+leaves neither behind. Operators
 run this on files they chose, so the connection has resource limits but no lockdown.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from shared.config import Settings
 from shared.errors import InvalidRequest
+from shared.storage import Storage, import_key
 from shared.store import Store
 from shared.store.datasets import create_dataset, publish_snapshot
 from worker.sandbox import Limits, sql_string, trusted_connection
@@ -36,7 +38,8 @@ def import_dataset(settings: Settings, store: Store, *, company_id: int, dataset
     staged = staging / "data.parquet"
     limits = Limits.from_settings(settings, temp_directory=staging / "tmp", max_execution_ms=0)
     con = trusted_connection(limits)
-    moved: Path | None = None
+    storage = Storage.from_settings(settings)
+    uploaded: str | None = None
     try:
         row = con.execute(f"COPY (SELECT * FROM {reader}({sql_string(source.resolve())})) "
                           f"TO {sql_string(staged)} (FORMAT parquet)").fetchone()
@@ -49,10 +52,9 @@ def import_dataset(settings: Settings, store: Store, *, company_id: int, dataset
             dataset = create_dataset(session, company_id=company_id, name=name, schema=schema,
                                      dataset_id=dataset_id,
                                      price_micro_cents_per_row=price_micro_cents_per_row)
-            relative = f"{dataset.id}/import-{token}.parquet"
-            moved = settings.datasets_dir / relative
-            moved.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(staged, moved)
+            relative = import_key(dataset.id, token)
+            storage.put_file(relative, staged, move=True)
+            uploaded = relative
             snapshot = publish_snapshot(session, dataset=dataset, job_id=None,
                                         write_mode="overwrite", added_files=[relative],
                                         added_rows=rows, added_bytes=size, column_stats=stats,
@@ -60,10 +62,10 @@ def import_dataset(settings: Settings, store: Store, *, company_id: int, dataset
             body = {"dataset_id": dataset.id, "company_id": company_id, "name": name,
                     "schema": [list(c) for c in schema], "snapshot_id": snapshot.id,
                     "row_count": rows, "bytes": size, "files": [relative]}
-        moved = None  # committed: the file belongs to the dataset now
+        uploaded = None  # committed: the object belongs to the dataset now
         return body
     finally:
         con.close()
-        if moved is not None:
-            moved.unlink(missing_ok=True)
+        if uploaded is not None:
+            storage.delete([uploaded])
         shutil.rmtree(staging, ignore_errors=True)

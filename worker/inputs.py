@@ -1,7 +1,8 @@
 """The datasets a job reads, pinned to their current snapshot when the run starts.
 
 Each is bound in the job's DuckDB connection as `ds_<id>`: a view over the snapshot's
-Parquet files, or an empty table with the dataset's columns when it has no snapshot yet.
+Parquet files (local: a file:// store's own, or copies pinned from the worker's cache),
+or an empty table with the dataset's columns when it has no snapshot yet.
 Pinning the snapshot here gives the run a consistent read even if a writer publishes a
 new snapshot meanwhile.
 """
@@ -9,7 +10,7 @@ new snapshot meanwhile.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -17,8 +18,10 @@ from sqlalchemy.orm import Session
 
 from shared.nql import ResolvedDataset
 from shared.nql.sandbox import column_ddl
+from shared.storage import ObjectNotFound, Storage
 from shared.store.catalog import Pinned, PinnedCatalog
 from shared.store.datasets import current_snapshot, get_dataset
+from worker.cache import InputCache
 from worker.sandbox import sql_identifier, sql_string
 
 
@@ -27,39 +30,63 @@ class Input:
     dataset_id: int
     relation: str
     columns: tuple[tuple[str, str], ...]
-    files: tuple[Path, ...]
+    keys: tuple[str, ...] = ()  # the pinned snapshot's object keys
+    files: tuple[Path, ...] = ()  # local files DuckDB reads (set by `localize`)
     row_count: int
     price_micro_cents_per_row: int
     snapshot_id: int | None
 
 
-def resolve_inputs(session: Session, *, datasets_dir: Path, company_id: int,
+def resolve_inputs(session: Session, *, company_id: int,
                    datasets: Iterable[ResolvedDataset]) -> tuple[Input, ...]:
     """Look each dataset up again (company-scoped) and pin its current snapshot."""
     inputs = []
     for resolved in datasets:
         dataset = get_dataset(session, resolved.dataset_id, company_id=company_id)
-        inputs.append(pin_input(resolved, Pinned(dataset, current_snapshot(session, dataset)),
-                                datasets_dir=datasets_dir))
+        inputs.append(pin_input(resolved, Pinned(dataset, current_snapshot(session, dataset))))
     return tuple(inputs)
 
 
-def pinned_inputs(catalog: PinnedCatalog, datasets: Iterable[ResolvedDataset], *,
-                  datasets_dir: Path) -> tuple[Input, ...]:
+def pinned_inputs(catalog: PinnedCatalog, datasets: Iterable[ResolvedDataset]) -> tuple[Input, ...]:
     """The inputs from the snapshots the claim pinned (no store round trip)."""
-    return tuple(pin_input(d, catalog.by_id(d.dataset_id), datasets_dir=datasets_dir) for d in datasets)
+    return tuple(pin_input(d, catalog.by_id(d.dataset_id)) for d in datasets)
 
 
-def pin_input(resolved: ResolvedDataset, pinned: Pinned, *, datasets_dir: Path) -> Input:
+def pin_input(resolved: ResolvedDataset, pinned: Pinned) -> Input:
     dataset, snapshot = pinned.dataset, pinned.snapshot
     return Input(
         dataset_id=dataset.id, relation=resolved.relation,
         columns=tuple((str(n), str(t)) for n, t in dataset.schema),
-        files=tuple(datasets_dir / f for f in snapshot.files) if snapshot else (),
+        keys=tuple(snapshot.files) if snapshot else (),
         row_count=snapshot.row_count if snapshot else 0,
         price_micro_cents_per_row=dataset.price_micro_cents_per_row or 0,
         snapshot_id=snapshot.id if snapshot else None,
     )
+
+
+def localize(inputs: Sequence[Input], *, storage: Storage, cache: InputCache | None,
+             into: Path) -> tuple[Input, ...]:
+    """Give each input local files: a file:// store's own files, read in place, or the
+    objects pinned from the host's cache into the run's folder `into` (trusted code
+    fetches; the sandbox only ever sees local paths)."""
+    return tuple(replace(item, files=local_files(item.keys, storage=storage, cache=cache,
+                                                 into=into / str(index)))
+                 for index, item in enumerate(inputs))
+
+
+def local_files(keys: Sequence[str], *, storage: Storage, cache: InputCache | None,
+                into: Path) -> tuple[Path, ...]:
+    if cache is not None:
+        return tuple(cache.pin(keys, into))
+    paths = []
+    for key in keys:
+        path = storage.local_path(key)
+        if path is None:
+            raise ValueError("a remote store needs the input cache")
+        if not path.is_file():  # our fault, and said without the host's path
+            raise ObjectNotFound(f"object storage: {key}: no such object")
+        paths.append(path)
+    return tuple(paths)
 
 
 def input_directories(inputs: Iterable[Input]) -> list[Path]:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
+from shared.errors import OutputTooLarge
 from shared.states import JobState
 from shared.store import Store
 from shared.store.jobs import claim_row, fail, failure_entry, finalize_cancel, requeue, run_state
@@ -121,6 +122,8 @@ def settle(store: Store, settings: Settings, run: Claimed, error: BaseException,
     if reason == StopReason.FENCED:
         log.info("job %s attempt %s: fenced off, output discarded", run.job_id, run.attempt)
         return Outcome.FENCED
+    if reason == StopReason.OUTPUT_LIMIT:
+        error = OutputTooLarge(settings.max_output_bytes)
     failure = classify(error, timeout_seconds=settings.job_timeout_seconds)
     if reason == StopReason.TIMED_OUT and failure.kind != Kind.TIMEOUT:
         failure = Failure(Kind.TIMEOUT, f"timed out after {settings.job_timeout_seconds} s",

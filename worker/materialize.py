@@ -2,21 +2,21 @@
 
 1. `ensure_target`: the dataset the view writes (the job's `dataset_id`, else the view's
    name in the job's company), created from the view when it does not exist yet.
-2. `write_staged`: `COPY (<select>) TO` one Parquet file in the run's staging folder.
+2. `write_staged`: `COPY (<select>) TO` the run's staging folder, as Parquet files of at
+   most `FILE_SIZE_BYTES` each (the watcher caps their total: `max_output_bytes`).
    DuckDB streams it; no row passes through Python.
-3. `place`: move the file into the dataset's folder under a name no other run can use
-   (`<job_id>-<attempt>-0.parquet`). It is not part of the dataset yet: readers only
-   see files a snapshot lists.
+3. `place`: upload the files to object storage under keys no other run can use
+   (`<dataset>/<job_id>-<attempt>-<n>.parquet`), create-only. They are not part of the
+   dataset yet: readers only see objects a snapshot lists.
 4. `publish`: in one transaction, the snapshot (a compare-and-set on the dataset's
    current snapshot), the job's `completed` (fenced by the attempt) and the view's
    REFRESH_SCHEDULE. If the job is no longer this run's, the transaction rolls back and
-   the placed file is deleted.
+   the uploaded objects are deleted.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -28,8 +28,9 @@ import duckdb
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from shared.errors import UserError
+from shared.errors import OutputTooLarge, UserError
 from shared.nql import CompiledQuery
+from shared.storage import Storage, StorageError, output_key
 from shared.store import Store
 from shared.store.datasets import (
     SnapshotConflict,
@@ -65,9 +66,14 @@ class Target:
 
 @dataclass(frozen=True)
 class Staged:
-    path: Path
+    paths: tuple[Path, ...]  # in row order
     rows: int
     size: int
+
+
+# One output file per this many bytes: bounded uploads, and a cap the watcher can check
+# while DuckDB writes.
+OUTPUT_FILE_BYTES = 256 * 1024 * 1024
 
 
 def _find_or_create(session: Session, job: Job, compiled: CompiledQuery,
@@ -111,25 +117,49 @@ def _columns(columns: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"{n} {t}" for n, t in columns)
 
 
-def write_staged(con: duckdb.DuckDBPyConnection, select_sql: str, staging: Staging) -> Staged:
-    path = staging.out / "part-0.parquet"
-    row = con.execute(f"COPY ({select_sql}) TO {sql_string(path)} (FORMAT parquet)").fetchone()
-    return Staged(path=path, rows=int(row[0]) if row else 0, size=path.stat().st_size)
+def write_staged(con: duckdb.DuckDBPyConnection, select_sql: str, staging: Staging,
+                 *, file_bytes: int = OUTPUT_FILE_BYTES) -> Staged:
+    """The query's rows as Parquet files in `staging.out` (one even when empty: it carries
+    the schema), in row order: DuckDB preserves insertion order across its file rotation."""
+    row = con.execute(
+        f"COPY ({select_sql}) TO {sql_string(staging.out)} (FORMAT parquet, "
+        f"FILE_SIZE_BYTES {int(file_bytes)}, FILENAME_PATTERN 'part-{{i}}')").fetchone()
+    paths = tuple(sorted(staging.out.glob("part-*.parquet"),
+                         key=lambda p: int(p.stem.rsplit("-", 1)[1])))
+    return Staged(paths=paths, rows=int(row[0]) if row else 0,
+                  size=sum(p.stat().st_size for p in paths))
 
 
-def place(staged: Staged, *, datasets_dir: Path, dataset_id: int, job_id: uuid.UUID,
-          attempt: int) -> str:
-    """Move the staged file into the dataset folder; returns its path relative to datasets_dir."""
-    relative = f"{dataset_id}/{job_id}-{attempt}-0.parquet"
-    destination = datasets_dir / relative
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged.path, destination)  # same file system: staging lives beside datasets
-    return relative
+def check_output_size(size: int, limit: int) -> None:
+    """The cap on what one run writes (the watcher also enforces it while DuckDB writes)."""
+    if size > limit:
+        raise OutputTooLarge(limit)
 
 
-def unplace(datasets_dir: Path, files: list[str]) -> None:
-    for relative in files:
-        (datasets_dir / relative).unlink(missing_ok=True)
+def place(staged: Staged, *, storage: Storage, dataset_id: int, job_id: uuid.UUID,
+          attempt: int) -> list[str]:
+    """Upload the staged files (create-only, moved into a local store); returns their
+    keys. A failed upload deletes what this call uploaded before raising."""
+    keys: list[str] = []
+    try:
+        for index, path in enumerate(staged.paths):
+            key = output_key(dataset_id, job_id, attempt, index)
+            storage.put_file(key, path, move=True)
+            keys.append(key)
+    except BaseException:
+        unplace(storage, keys)
+        raise
+    return keys
+
+
+def unplace(storage: Storage, keys: list[str]) -> None:
+    """Delete a run's uploaded objects; if storage is down too, the orphan sweep will."""
+    if not keys:
+        return
+    try:
+        storage.delete(keys)
+    except StorageError:
+        log.warning("could not delete %d unpublished object(s); the orphan sweep will", len(keys))
 
 
 def _parent(store: Store, dataset_id: int) -> tuple[int | None, list[str]]:
@@ -147,13 +177,14 @@ def _already_published(store: Store, job_id: uuid.UUID) -> dict[str, Any] | None
 
 
 def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, target: Target,
-            files: list[str], staged: Staged, datasets_dir: Path, compiled_sql: str,
-            stats: Callable[[list[Path]], dict[str, Any]] | None,
+            files: list[str], staged: Staged, storage: Storage, compiled_sql: str,
+            stats: Callable[[list[str]], dict[str, Any]] | None,
             statistics: Callable[[], dict[str, Any]],
             store_retry_seconds: float = 0) -> dict[str, Any]:
     """Publish the snapshot and complete the job in one transaction; returns the result.
 
-    `stats` computes column statistics over the new snapshot's files (None: disabled).
+    `stats` computes column statistics over the new snapshot's files, given the parent
+    snapshot's keys when the new one keeps them (None: disabled).
     While the store is unreachable the publish is tried again for `store_retry_seconds`
     (the run's lease covers that long; if the reaper takes the job over meanwhile, the
     attempt fence makes a late publish a no-op): a store restart must not throw finished
@@ -163,10 +194,10 @@ def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, tar
     try:
         return _publish_while_reachable(
             store, job_id=job_id, attempt=attempt, executor=executor, target=target, files=files,
-            staged=staged, datasets_dir=datasets_dir, compiled_sql=compiled_sql, stats=stats,
+            staged=staged, compiled_sql=compiled_sql, stats=stats,
             statistics=statistics, retry_seconds=store_retry_seconds)
     except (SnapshotConflict, RunStopped, duckdb.Error, UserError):
-        unplace(datasets_dir, files)
+        unplace(storage, files)
         raise
     except Exception:
         try:
@@ -176,7 +207,7 @@ def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, tar
             raise
         if landed is not None:
             return landed
-        unplace(datasets_dir, files)
+        unplace(storage, files)
         raise
 
 
@@ -225,14 +256,14 @@ def _publish_with_conflicts(store: Store, **publish_args: Any) -> dict[str, Any]
 
 
 def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str,
-                  target: Target, files: list[str], staged: Staged, datasets_dir: Path,
-                  compiled_sql: str, stats: Callable[[list[Path]], dict[str, Any]] | None,
+                  target: Target, files: list[str], staged: Staged,
+                  compiled_sql: str, stats: Callable[[list[str]], dict[str, Any]] | None,
                   statistics: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     column_stats, expected = None, None
     if stats is not None:  # statistics describe the new snapshot: they need its parent first
         expected, parent_files = _parent(store, target.dataset_id)
         keep = target.write_mode == "append" and expected is not None
-        column_stats = stats([datasets_dir / f for f in ([*parent_files, *files] if keep else files)])
+        column_stats = stats(parent_files if keep else [])
     with store.unit_of_work() as session:
         dataset = get_dataset(session, target.dataset_id)
         if stats is not None and dataset.current_snapshot_id != expected:

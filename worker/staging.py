@@ -1,8 +1,10 @@
-"""A run's private staging folder: query output and DuckDB's spill files, nothing else.
+"""A run's private staging folder: query output, DuckDB's spill files and pinned inputs.
 
-`<staging_dir>/<job_id>-<attempt>/` with `out/` (the COPY target) and `tmp/` (DuckDB's
-temp_directory). It is deleted when the run ends, whatever the outcome; the leftovers of
-an earlier attempt whose process died are deleted when the job is claimed again.
+`<staging_dir>/<job_id>-<attempt>/` with `out/` (the COPY target), `tmp/` (DuckDB's
+temp_directory) and `in/` (input objects pinned from the host's cache: hard links). It
+is deleted when the run ends, whatever the outcome (which also unpins the inputs); the
+leftovers of an earlier attempt whose process died are deleted when the job is claimed
+again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class Staging:
         self.root = staging_dir / f"{job_id}-{attempt}"
         self.out = self.root / "out"
         self.tmp = self.root / "tmp"
+        self.inputs = self.root / "in"
 
     def create(self) -> Staging:
         for folder in (self.out, self.tmp):

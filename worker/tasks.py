@@ -21,6 +21,7 @@ from shared.config import Settings
 from shared.queues import RUN_JOB_TASK
 from shared.store import Store
 from worker import shutdown
+from worker.cache import DataFiles
 from worker.execute import run_job
 from worker.sandbox import make_spare
 
@@ -33,6 +34,7 @@ class _Process:
     pid: int
     settings: Settings
     store: Store
+    files: DataFiles
 
 
 _process: _Process | None = None
@@ -43,7 +45,8 @@ def process_context() -> _Process:
     if _process is None or _process.pid != os.getpid():
         settings = Settings()
         settings.ensure_dirs()
-        _process = _Process(os.getpid(), settings, Store.from_settings(settings))
+        _process = _Process(os.getpid(), settings, Store.from_settings(settings),
+                            DataFiles.from_settings(settings))
     return _process
 
 
@@ -61,7 +64,8 @@ def run_job_task(self: Task, job_id: str, job_type: str | None = None,
     context = process_context()
     executor = f"{self.request.hostname or 'worker'}/{os.getpid()}"
     try:
-        outcome = run_job(context.store, context.settings, uuid.UUID(job_id), executor=executor)
+        outcome = run_job(context.store, context.settings, uuid.UUID(job_id), executor=executor,
+                          files=context.files)
         make_spare(context.settings)
     except Exception as error:
         # Only the claim can get here (after it, run_job records every outcome): the store is

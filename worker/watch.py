@@ -9,7 +9,8 @@ job's DuckDB connection, when:
   the lease could not be renewed for a whole lease period (store unreachable), since the
   reaper may then hand the job to someone else (Airflow's "a worker that cannot heartbeat
   kills itself");
-* the run passed its deadline.
+* the run passed its deadline;
+* the run's output folder grew past the output cap (`max_output_bytes`).
 
 The first reason wins and is what the runner reports. The interrupt is repeated every
 poll while the run goes on, because the runner may be between two statements when it
@@ -21,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 
 import duckdb
 
@@ -40,6 +43,7 @@ class StopReason(StrEnum):
     CANCELLED = "cancelled"
     FENCED = "fenced"
     TIMED_OUT = "timed_out"
+    OUTPUT_LIMIT = "output_limit"
 
 
 class RunStopped(Exception):  # control flow, not an error
@@ -62,7 +66,8 @@ def reason_for(state: JobState | None) -> StopReason | None:
 class Watcher:
     def __init__(self, store: Store, job_id: uuid.UUID, attempt: int, *, deadline: float,
                  poll_seconds: float, heartbeat_seconds: float, lease_seconds: float,
-                 on_stuck: Callable[[], None] | None = None, stuck_grace: float = 30.0) -> None:
+                 on_stuck: Callable[[], None] | None = None, stuck_grace: float = 30.0,
+                 output: tuple[Path, int] | None = None) -> None:
         self._store = store
         self._job_id = job_id
         self._attempt = attempt
@@ -72,6 +77,7 @@ class Watcher:
         self._lease = lease_seconds
         self._on_stuck = on_stuck
         self._stuck_grace = stuck_grace
+        self._output = output  # (folder, cap in bytes)
         self._reason: StopReason | None = None
         self._stopped_at: float | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -143,6 +149,8 @@ class Watcher:
             now = time.monotonic()
             if now >= self._deadline:
                 self._stop(StopReason.TIMED_OUT)
+            if self._output is not None and _folder_bytes(self._output[0]) > self._output[1]:
+                self._stop(StopReason.OUTPUT_LIMIT)
             beat = now - last_beat >= self._heartbeat_every
             try:
                 state = self._poll_once(beat=beat)
@@ -171,3 +179,18 @@ class Watcher:
                 callback()
             except Exception:
                 log.exception("job %s: could not record the timeout", self._job_id)
+
+
+def _folder_bytes(folder: Path) -> int:
+    """What DuckDB has written so far (files still growing included)."""
+    total = 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    total += entry.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue
+    except FileNotFoundError:
+        return 0
+    return total

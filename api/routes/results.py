@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api import errors
-from api.deps import CurrentPrincipal, SettingsDep, StoreDep
+from api.deps import CurrentPrincipal, StorageDep, StoreDep
 from api.models.requests import INT64_MAX
 from api.models.responses import JobResults
 from shared.results import MEDIA_TYPES, read_results, stream_result
@@ -35,13 +35,13 @@ def get_results(
     job_id: uuid.UUID,
     principal: CurrentPrincipal,
     store: StoreDep,
-    settings: SettingsDep,
+    storage: StorageDep,
     limit: Annotated[int, Query(ge=0, le=MAX_LIMIT, description="Rows to return")] = 100,
     offset: Annotated[int, Query(ge=0, le=INT64_MAX, description="Rows to skip")] = 0,
 ) -> JSONResponse:
     with store.unit_of_work() as session:
         job = get_job(session, job_id, company_id=principal.company_id)
-        return JSONResponse(read_results(session, settings, job, limit=limit, offset=offset))
+        return JSONResponse(read_results(session, storage, job, limit=limit, offset=offset))
 
 
 @router.get(
@@ -57,13 +57,13 @@ def download_result(
     job_id: uuid.UUID,
     principal: CurrentPrincipal,
     store: StoreDep,
-    settings: SettingsDep,
+    storage: StorageDep,
     fmt: Annotated[ResultFormat, Query(alias="format")] = ResultFormat.CSV,
 ) -> StreamingResponse:
     # The unit of work ends before the first byte: the stream reads files, not the store.
     with store.unit_of_work() as session:
         job = get_job(session, job_id, company_id=principal.company_id)
-        media_type, filename, chunks = stream_result(session, settings, job, fmt.value)
+        media_type, filename, chunks = stream_result(session, storage, job, fmt.value)
     return StreamingResponse(
         chunks, media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from scheduler.orphans import OrphanFiles
 from shared.config import Settings
+from shared.storage import Storage
 from shared.store import Store
 from shared.store.datasets import create_dataset, publish_snapshot
 
@@ -22,7 +23,8 @@ def _file(path: Path, *, age: float) -> Path:
 
 
 def test_sweep(store: Store, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, job_timeout_seconds=60)
+    # Local files: the sweep's age test needs mtimes set by hand (tests/storage covers S3).
+    settings = Settings(data_dir=tmp_path, job_timeout_seconds=60, storage_url=(tmp_path / "datasets").as_uri())
     settings.ensure_dirs()
     old = 60 + 600 + 100  # older than timeout + margin
     with store.unit_of_work() as session:
@@ -38,8 +40,8 @@ def test_sweep(store: Store, tmp_path: Path) -> None:
     live_staging = settings.staging_dir / "job-2"
     live_staging.mkdir()
 
-    swept = OrphanFiles(settings=settings, store=store).sweep()
+    swept = OrphanFiles(settings=settings, store=store, storage=Storage.from_settings(settings)).sweep()
 
-    assert swept.files == [orphan] and not orphan.exists()
+    assert swept.files == ["5/orphan.parquet"] and not orphan.exists()
     assert published.exists() and fresh.exists()
     assert swept.staging == [stale_staging] and not stale_staging.exists() and live_staging.exists()

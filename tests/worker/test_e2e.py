@@ -25,11 +25,13 @@ from shared.config import Settings
 from shared.queues import RUN_JOB_TASK, broker_priority, queue_for
 from shared.sample_data import SEED_DATASET_ID, SEED_VIEW_NQL, hand_written_seed_query, write_seed_dataset
 from shared.states import JobState
+from shared.storage import Storage
 from shared.store import Store
 from shared.store.datasets import snapshot_of_job
 from shared.store.jobs import mark_published, request_cancellation, transitions_of
 from shared.store.types import utcnow
 from tests.processes import Process, start, wait_for
+from tests.s3 import local_copies
 from worker.importer import import_dataset
 
 from .conftest import job_row, submit
@@ -112,7 +114,7 @@ def test_worker_consumes_its_queue_only(cluster: Cluster) -> None:
     assert "dataplane.shared" in log and "dataplane.dedicated" not in log
 
 
-def test_seed_view_end_to_end(cluster: Cluster) -> None:
+def test_seed_view_end_to_end(cluster: Cluster, tmp_path: Path) -> None:
     job_id = cluster.submit(SEED_VIEW_NQL)
     job = cluster.wait_state(job_id, JobState.COMPLETED, JobState.FAILED)
     assert job.state == JobState.COMPLETED, job.failures
@@ -120,8 +122,8 @@ def test_seed_view_end_to_end(cluster: Cluster) -> None:
     with cluster.store.unit_of_work() as session:
         snapshot = snapshot_of_job(session, job_id)
         assert snapshot is not None
-        files = [str(cluster.settings.datasets_dir / f) for f in snapshot.files]
-        stats = snapshot.column_stats
+        keys, stats = list(snapshot.files), snapshot.column_stats
+    files = [str(p) for p in local_copies(cluster.settings, keys, tmp_path)]
     got = duckdb.sql(f"SELECT * FROM read_parquet({files}) ORDER BY ALL").fetchall()
     con = duckdb.connect()
     con.execute(f"CREATE VIEW seed AS SELECT * FROM '{cluster.seed_file}'")
@@ -200,7 +202,7 @@ def test_a_job_past_its_time_limit_fails_as_timed_out(cluster: Cluster) -> None:
 def test_an_infrastructure_error_is_retried_then_fails(cluster: Cluster) -> None:
     dataset = import_dataset(cluster.settings, cluster.store, company_id=1, dataset_id=6500,
                              name="fragile", source=cluster.seed_file)
-    (cluster.settings.datasets_dir / dataset["files"][0]).unlink()  # storage lost the file
+    Storage.from_settings(cluster.settings).delete(dataset["files"])  # storage lost the file
     job_id = cluster.submit(HOURS_VIEW.replace('"6402"', '"6500"').replace('"hours"', '"f"'),
                             retry_limit=1)
     job = cluster.wait_state(job_id, JobState.PENDING, JobState.FAILED)
@@ -213,4 +215,4 @@ def test_an_infrastructure_error_is_retried_then_fails(cluster: Cluster) -> None
     cluster.publish(job_id)
     job = cluster.wait_state(job_id, JobState.FAILED)
     assert job.attempts == 2 and len(job.failures) == 2
-    assert all("No files found" in f["message"] for f in job.failures)
+    assert all("no such object" in f["message"] for f in job.failures)

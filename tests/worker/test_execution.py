@@ -15,12 +15,14 @@ import pytest
 from shared.config import Settings
 from shared.sample_data import SEED_VIEW_NQL, hand_written_seed_query
 from shared.states import JobState
+from shared.storage import Storage
 from shared.store import Store
 from shared.store.datasets import get_dataset, snapshot_of_job
 from shared.store.jobs import cancel, claim, complete, heartbeat, request_cancellation, requeue
 from shared.store.models import Dataset, Snapshot
 from shared.store.schedules import get_schedule
 from shared.store.types import utcnow
+from tests.s3 import local_copies, object_keys
 from worker.execute import run_job
 from worker.lifecycle import Outcome
 from worker.materialize import Staged, Target, publish
@@ -54,7 +56,7 @@ def _rows(files: list[Path], order: str) -> list[tuple[Any, ...]]:
 
 def test_seed_view_matches_the_hand_written_query(
         pg_store: Store, wsettings: Settings, seed: dict[str, Any], seed_file: Path,
-        no_leftovers: None) -> None:
+        no_leftovers: None, tmp_path: Path) -> None:
     outcome, job = run(pg_store, wsettings, SEED_VIEW_NQL)
     assert outcome == Outcome.COMPLETED, job.failures
     assert job.state == JobState.COMPLETED and job.attempts == 1
@@ -63,7 +65,7 @@ def test_seed_view_matches_the_hand_written_query(
     assert job.result == {"dataset_id": snapshot.dataset_id, "snapshot_id": snapshot.id,
                           "recalculation_id": str(snapshot.recalculation_id)}
     assert job.dataset_id == snapshot.dataset_id and job.compiled_sql
-    files = [wsettings.datasets_dir / f for f in snapshot.files]
+    files = local_copies(wsettings, snapshot.files, tmp_path)
     got = _rows(files, "ALL")
     con = duckdb.connect()
     con.execute(f"CREATE VIEW seed AS SELECT * FROM '{seed_file}'")
@@ -126,15 +128,17 @@ def test_a_stale_attempt_cannot_complete_or_publish(
     with pg_store.unit_of_work() as session:
         assert heartbeat(session, job_id, attempt=1, lease_seconds=30) is None
         assert not complete(session, job_id, attempt=1, executor="zombie", result={}, statistics={})
-    staged_file = wsettings.datasets_dir / "6402" / "zombie.parquet"
+    staged_file = tmp_path / "zombie.parquet"
     staged_file.write_bytes(b"not really parquet")
+    storage = Storage.from_settings(wsettings)
+    storage.put_file("6402/zombie.parquet", staged_file)
     with pytest.raises(RunStopped):
         publish(pg_store, job_id=job_id, attempt=1, executor="zombie",
                 target=Target(dataset_id=6402, write_mode="append", columns=()),
-                files=["6402/zombie.parquet"], staged=Staged(staged_file, 1, 1),
-                datasets_dir=wsettings.datasets_dir, compiled_sql="SELECT 1", stats=None,
-                statistics=dict)
-    assert _snapshot(pg_store, job_id) is None and not staged_file.exists()
+                files=["6402/zombie.parquet"], staged=Staged((staged_file,), 1, 1),
+                storage=storage, compiled_sql="SELECT 1", stats=None, statistics=dict)
+    assert _snapshot(pg_store, job_id) is None
+    assert "6402/zombie.parquet" not in object_keys(wsettings)
     assert job_row(pg_store, job_id).state == JobState.RUNNING  # attempt 2 still owns it
 
 
@@ -173,12 +177,13 @@ def test_user_errors_fail_at_once_with_a_readable_message(
 
 def test_a_missing_file_is_retried_within_retry_limit_then_fails(
         pg_store: Store, wsettings: Settings, seed: dict[str, Any]) -> None:
-    (wsettings.datasets_dir / seed["files"][0]).unlink()
+    Storage.from_settings(wsettings).delete(seed["files"])
     outcome, job = run(pg_store, wsettings, HOURS_VIEW, retry_limit=1)
     assert outcome == Outcome.REQUEUED
     assert job.state == JobState.PENDING and job.infra_retries == 1
     assert job.run_after is not None and job.failures[0]["value"]["kind"] == "infra"
-    assert "No files found" in job.failures[0]["message"]
+    assert "no such object" in job.failures[0]["message"]
+    assert str(wsettings.data_dir) not in job.failures[0]["message"]  # no host paths shown
     while job_row(pg_store, job.id).run_after > utcnow():  # type: ignore[operator]
         time.sleep(0.01)
     assert run_job(pg_store, wsettings, job.id, executor="t") == Outcome.FAILED
@@ -189,7 +194,7 @@ def test_a_missing_file_is_retried_within_retry_limit_then_fails(
 
 def test_a_retry_that_is_not_due_yet_is_not_started(
         pg_store: Store, wsettings: Settings, seed: dict[str, Any]) -> None:
-    (wsettings.datasets_dir / seed["files"][0]).unlink()
+    Storage.from_settings(wsettings).delete(seed["files"])
     wsettings = wsettings.model_copy(update={"retry_backoff_seconds": 60})
     _, job = run(pg_store, wsettings, HOURS_VIEW, retry_limit=2)
     assert run_job(pg_store, wsettings, job.id, executor="t") == Outcome.SKIPPED
@@ -251,6 +256,6 @@ def test_budget_exceeded_fails_before_writing(
     assert outcome == Outcome.FAILED and job.failures[0]["value"]["type"] == "BudgetExceeded"
     assert "budget of 5 USD" in job.failures[0]["message"]
     assert _snapshot(pg_store, job.id) is None
-    assert not list((wsettings.datasets_dir / str(job.dataset_id)).glob("*.parquet"))
+    assert not object_keys(wsettings, f"{job.dataset_id}/{job.id}")
     outcome, job = run(pg_store, wsettings, HOURS_VIEW + " BUDGET 1000000 USD")
     assert outcome == Outcome.COMPLETED

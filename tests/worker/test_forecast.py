@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -14,6 +15,7 @@ from shared.sample_data import SEED_COLUMNS, SEED_VIEW_NQL
 from shared.states import JobState
 from shared.store import Store
 from shared.store.datasets import get_dataset
+from tests.s3 import local_copies
 from worker.forecast import Forecast, exact_count, forecast
 from worker.inputs import Input, bind_inputs
 from worker.lifecycle import Outcome
@@ -140,13 +142,15 @@ def test_shapes_the_sample_cannot_bound_are_counted_exactly(
 
 @pytest.mark.postgres
 def test_a_forecast_job_completes_with_rows_and_cost(
-        pg_store: Store, wsettings: Settings, seed: dict[str, Any], no_leftovers: None) -> None:
+        pg_store: Store, wsettings: Settings, seed: dict[str, Any], no_leftovers: None,
+        tmp_path: Path) -> None:
     with pg_store.unit_of_work() as session:
         get_dataset(session, 6402).price_micro_cents_per_row = 250
     outcome, job = run(pg_store, wsettings, FILTER_FORECAST, type="nql-forecast")
     assert outcome == Outcome.COMPLETED and job.state == JobState.COMPLETED
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW ds_6402 AS SELECT * FROM '{wsettings.datasets_dir / seed['files'][0]}'")
+    [seed_copy] = local_copies(wsettings, seed["files"], tmp_path)
+    con.execute(f"CREATE VIEW ds_6402 AS SELECT * FROM '{seed_copy}'")
     truth = exact_count(con, job.compiled_sql or "")
     assert job.result == {"rows": truth, "cost": truth * 250}
     assert job.statistics["records_inserted"] == 0

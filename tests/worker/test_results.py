@@ -17,6 +17,7 @@ from shared.config import Settings
 from shared.errors import JobNotCompleted
 from shared.results import column_stats, csv_text, json_value, read_results, stream_result
 from shared.states import JobState
+from shared.storage import Storage, output_key
 from shared.store import Store
 from shared.store.datasets import create_dataset, publish_snapshot, snapshot_of_job
 from shared.store.jobs import claim, complete, get_job
@@ -60,12 +61,13 @@ def typed_job(pg_store: Store, wsettings: Settings, tmp_path: Path) -> Job:
 
 def _read(store: Store, settings: Settings, job_id: uuid.UUID, *, limit: int, offset: int) -> dict[str, Any]:
     with store.unit_of_work() as session:
-        return read_results(session, settings, get_job(session, job_id), limit=limit, offset=offset)
+        return read_results(session, Storage.from_settings(settings), get_job(session, job_id), limit=limit,
+                            offset=offset)
 
 
 def _download(store: Store, settings: Settings, job_id: uuid.UUID, fmt: Any) -> tuple[str, str, bytes]:
     with store.unit_of_work() as session:
-        media, name, chunks = stream_result(session, settings, get_job(session, job_id), fmt)
+        media, name, chunks = stream_result(session, Storage.from_settings(settings), get_job(session, job_id), fmt)
     return media, name, b"".join(chunks)  # streamed after the unit of work ended
 
 
@@ -89,14 +91,14 @@ def test_types_and_value_formats(pg_store: Store, wsettings: Settings, typed_job
 def _multi_file_job(store: Store, settings: Settings, sizes: list[int]) -> tuple[uuid.UUID, list[tuple[Any, ...]]]:
     """A completed job whose snapshot added several files with small row groups."""
     job_id = submit(store, 'CREATE MATERIALIZED VIEW "paged" AS SELECT 1 AS n')
-    folder = settings.datasets_dir / "901"
-    folder.mkdir(parents=True, exist_ok=True)
+    storage = Storage.from_settings(settings)
     files, first = [], 0
     for index, size in enumerate(sizes):
-        name = f"901/{job_id}-1-{index}.parquet"
+        name = output_key(901, job_id, 1, index)
+        local = settings.staging_dir / f"paged-{index}.parquet"
         duckdb.sql(f"COPY (SELECT {first} + range AS n, 'row ' || ({first} + range) AS label "
-                   f"FROM range({size})) TO '{settings.datasets_dir / name}' "
-                   "(FORMAT parquet, ROW_GROUP_SIZE 100)")
+                   f"FROM range({size})) TO '{local}' (FORMAT parquet, ROW_GROUP_SIZE 100)")
+        storage.put_file(name, local)
         files.append(name)
         first += size
     with store.unit_of_work() as session:
@@ -163,10 +165,10 @@ def test_downloads_equal_the_pages(pg_store: Store, wsettings: Settings, tmp_pat
 def test_results_of_jobs_that_did_not_complete(pg_store: Store, wsettings: Settings) -> None:
     job_id = submit(pg_store, 'CREATE MATERIALIZED VIEW "x" AS SELECT 1 AS n')
     with pg_store.unit_of_work() as session, pytest.raises(JobNotCompleted) as caught:
-        read_results(session, wsettings, get_job(session, job_id), limit=10, offset=0)
+        read_results(session, Storage.from_settings(wsettings), get_job(session, job_id), limit=10, offset=0)
     assert str(caught.value) == "Can not fetch details for a job that is in [PENDING] state."
     with pg_store.unit_of_work() as session, pytest.raises(JobNotCompleted):
-        stream_result(session, wsettings, get_job(session, job_id), "csv")
+        stream_result(session, Storage.from_settings(wsettings), get_job(session, job_id), "csv")
 
 
 def test_forecast_results(pg_store: Store, wsettings: Settings, seed: dict[str, Any]) -> None:
