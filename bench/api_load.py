@@ -49,7 +49,7 @@ SHAPES = (
     'SELECT "timestamp_object"."day" AS day, COUNT(*) AS events FROM company_data."{ds}" '
     'WHERE "geographic_location"."latitude" > {n} GROUP BY 1',
     'SELECT "event_timestamp", "geographic_location"."longitude" AS lon FROM company_data."{ds}" '
-    'WHERE "timestamp_object"."minute" = {n} ORDER BY 1 LIMIT 100',
+    'WHERE "timestamp_object"."hour" = {n} % 24 ORDER BY 1 LIMIT 100',
 )
 MIX = (("submit", 0.25), ("get", 0.35), ("list", 0.20), ("page", 0.20))
 
