@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -328,20 +329,32 @@ def stream_result(session: Session, storage: Storage, job: Job,
     if fmt == "parquet" and job.type != JobType.NQL_FORECAST:
         files, _ = _job_files(session, storage, job)
         if len(files) == 1:  # the stored object is the answer: pass its bytes through
-            return MEDIA_TYPES[fmt], filename, storage.iter_bytes(files[0].key)
-        return MEDIA_TYPES[fmt], filename, _parquet_chunks(storage, files)
+            return MEDIA_TYPES[fmt], filename, _primed(storage.iter_bytes(files[0].key))
+        return MEDIA_TYPES[fmt], filename, _primed(_parquet_chunks(storage, files))
     rows = result_rows(session, storage, job)
     names = [n for n, _ in rows.columns]
     if fmt == "parquet":
         return MEDIA_TYPES[fmt], filename, _parquet_of_rows(rows)
     encode = _csv_encoder(names) if fmt == "csv" else _jsonl_encoder(names)
-    return MEDIA_TYPES[fmt], filename, _encoded(rows, encode, header=fmt == "csv")
+    return MEDIA_TYPES[fmt], filename, _primed(_encoded(rows, encode, header=fmt == "csv"))
+
+
+def _primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Make the first chunk now: a storage outage then fails the request (503) before a
+    200 and its headers are sent, instead of cutting a download short."""
+    try:
+        first = next(chunks)
+    except StopIteration:
+        return iter(())
+    return itertools.chain([first], chunks)
 
 
 def _encoded(rows: ResultRows, encode: Any, *, header: bool) -> Iterator[bytes]:
+    batches = iter(rows.batches)
+    first = next(batches, None)  # read before the header: see `_primed`
     if header:
         yield encode(None)
-    for batch in rows.batches:
+    for batch in itertools.chain([first] if first is not None else [], batches):
         yield encode(batch)
 
 

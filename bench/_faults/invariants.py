@@ -24,12 +24,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from shared.states import TERMINAL_STATES, JobState, JobType, is_allowed
+from shared.storage import Storage
 from shared.store import Store
 from shared.store.models import Job, JobTransition, Snapshot
 
@@ -263,25 +263,22 @@ def check_jobs(store: Store, job_ids: Sequence[uuid.UUID]) -> CheckReport:
     return check_records(load_records(store, job_ids))
 
 
-def snapshot_files_missing(datasets_dir: Path, report: CheckReport) -> list[str]:
-    """Files a snapshot of these jobs lists that are not on disk (a published snapshot
-    must never point at a file that is gone)."""
-    return sorted({f for r in report.present for s in r.snapshots for f in s.files
-                   if not (datasets_dir / f).exists()})
+def snapshot_files_missing(storage: Storage, report: CheckReport) -> list[str]:
+    """Objects a snapshot of these jobs lists that are not in storage (a published
+    snapshot must never point at an object that is gone)."""
+    stored = {info.key for info in storage.list()}
+    return sorted({f for r in report.present for s in r.snapshots for f in s.files if f not in stored})
 
 
-def orphan_outputs(datasets_dir: Path, report: CheckReport) -> list[str]:
-    """Output files of these jobs' runs (`<dataset>/<job>-<attempt>-0.parquet`) that no
-    snapshot lists: runs killed or fenced after placing their file. Harmless (readers
-    only see files a snapshot lists), so counted, not a violation."""
+def orphan_outputs(storage: Storage, report: CheckReport) -> list[str]:
+    """Output objects of these jobs' runs (`<dataset>/<job>-<attempt>-<n>.parquet`) that no
+    snapshot lists: runs killed or fenced after uploading. Harmless (readers only see
+    objects a snapshot lists), so counted, not a violation."""
     ours = {str(r.id) for r in report.present}
     listed = {f for r in report.present for s in r.snapshots for f in s.files}
     orphans: list[str] = []
-    if not datasets_dir.exists():
-        return orphans
-    for path in datasets_dir.glob("*/*.parquet"):
-        relative = f"{path.parent.name}/{path.name}"
-        job_part = path.name.rsplit("-", 2)[0]
-        if job_part in ours and relative not in listed:
-            orphans.append(relative)
+    for info in storage.list():
+        job_part = info.key.rsplit("/", 1)[-1].rsplit("-", 2)[0]
+        if job_part in ours and info.key not in listed:
+            orphans.append(info.key)
     return sorted(orphans)

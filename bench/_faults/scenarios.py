@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from bench._faults.invariants import CheckReport, check_jobs, orphan_outputs, snapshot_files_missing
 from bench._faults.system import FaultSystem, retrying, view_nql
 from shared.states import JobState
+from shared.storage import Storage
 from shared.store.models import Job
 
 log = logging.getLogger("faults")
@@ -236,13 +237,13 @@ def _settle(system: FaultSystem, opts: Options, name: str, title: str, setup: st
             + (f"; all terminal {late - last:.1f} s after it" if late is not None
                else f"; {still} still open {bound + EXTRA_WAIT_SECONDS:.0f} s after it"))
     report = retrying(lambda: check_jobs(system.db(), system.submitted), what="check")
-    datasets_dir = system.settings.datasets_dir
+    storage = Storage.from_settings(system.settings)
     result = ScenarioResult(
         name=name, title=title, options=opts, report=report, events=list(system.events),
         wall_seconds=time.monotonic() - started,
         all_terminal_after=None if done_at is None else max(0.0, done_at - last), bound=bound,
-        missing_files=snapshot_files_missing(datasets_dir, report),
-        orphans=orphan_outputs(datasets_dir, report), setup=setup, extra=list(extra or []),
+        missing_files=snapshot_files_missing(storage, report),
+        orphans=orphan_outputs(storage, report), setup=setup, extra=list(extra or []),
         problems=problems, log_dir=str(system.log_dir))
     dead = _dead_workers(system)
     result.problems.extend(f"worker died on its own: {d}" for d in dead)

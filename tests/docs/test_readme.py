@@ -30,7 +30,7 @@ def block_after(marker: str) -> str:
 
 def test_settings_table_lists_every_setting() -> None:
     table = README.split("<!-- settings-table -->", 1)[1].split("\n\n", 1)[0]
-    documented = set(re.findall(r"^\| `DATAPLANE_([A-Z_]+)`", table, re.M))
+    documented = set(re.findall(r"^\| `DATAPLANE_([A-Z0-9_]+)`", table, re.M))
     assert documented == {name.upper() for name in Settings.model_fields}
 
 

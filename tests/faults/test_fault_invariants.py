@@ -23,6 +23,7 @@ from bench._faults.invariants import (
     orphan_outputs,
     snapshot_files_missing,
 )
+from shared.storage import Storage
 from shared.store import Store
 from shared.store.datasets import create_dataset, publish_snapshot
 from shared.store.jobs import (
@@ -263,17 +264,16 @@ def test_damage_to_a_store_is_reported(sqlite_store: Store) -> None:
     assert problems["raced"] == problems["forecast"] == ""
 
 
-def test_snapshot_files_on_disk(tmp_path: Path) -> None:
-    datasets = tmp_path / "datasets"
+def test_snapshot_objects_in_storage(tmp_path: Path) -> None:
+    storage = Storage.local(tmp_path / "datasets")
     job, fenced = completed_view(), uuid.uuid4()
-    (datasets / "9").mkdir(parents=True)
     report = CheckReport({job.id: job})
-    assert snapshot_files_missing(datasets, report) == ["9/a.parquet"]
-    (datasets / "9" / "a.parquet").write_bytes(b"x")
-    assert snapshot_files_missing(datasets, report) == []
+    assert snapshot_files_missing(storage, report) == ["9/a.parquet"]
+    storage.put_bytes("9/a.parquet", b"x")
+    assert snapshot_files_missing(storage, report) == []
 
-    # a placed file of the job's that no snapshot lists: a run killed between place and publish
-    (datasets / "9" / f"{job.id}-1-0.parquet").write_bytes(b"x")
-    (datasets / "9" / f"{fenced}-1-0.parquet").write_bytes(b"x")  # not one of ours: not counted
-    assert orphan_outputs(datasets, report) == [f"9/{job.id}-1-0.parquet"]
-    assert orphan_outputs(tmp_path / "none", report) == []
+    # an uploaded object of the job's that no snapshot lists: a run killed between upload and publish
+    storage.put_bytes(f"9/{job.id}-1-0.parquet", b"x")
+    storage.put_bytes(f"9/{fenced}-1-0.parquet", b"x")  # not one of ours: not counted
+    assert orphan_outputs(storage, report) == [f"9/{job.id}-1-0.parquet"]
+    assert orphan_outputs(Storage.local(tmp_path / "none"), report) == []
