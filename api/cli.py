@@ -29,12 +29,12 @@ def api(ctx: click.Context, host: str | None, port: int | None, workers: int | N
     settings = settings_of(ctx)
     require_storage(settings)
     workers = workers or settings.api_workers
-    options = {"host": host or settings.api_host, "port": port or settings.api_port,
-               "access_log": access_log, "log_level": "info"}
+    host, port = host or settings.api_host, port or settings.api_port
     if workers > 1:
         # Each worker process imports the factory and builds its own app from the environment.
-        uvicorn.run("api.app:create_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        uvicorn.run("api.app:create_app", factory=True, workers=workers, host=host, port=port,
+                    access_log=access_log, log_level="info")
         return
     from api.app import create_app
 
-    uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=access_log, log_level="info")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -71,6 +72,7 @@ class Tally:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     server_errors: int = 0
     transport_errors: int = 0
+    api_cpu_seconds: float = 0.0  # CPU the API's processes used during the load
     other: dict[int, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -159,6 +161,20 @@ async def load(base: str, companies: dict[int, Company], clients: int, seconds: 
     return tally
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (uvicorn's server processes): unlike
+    latency, it does not grow when other work on the machine takes the cores."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def run(clients: int, seconds: float, api_workers: int, rows: int, code_root: Path = ROOT) -> tuple[Tally, float]:
     system = BenchSystem("api_load", redis_db=13, code_root=code_root)
     try:
@@ -172,7 +188,9 @@ def run(clients: int, seconds: float, api_workers: int, rows: int, code_root: Pa
         assert api.alive()
         seed_views(base, companies)
         started = time.perf_counter()
+        cpu_before = cpu_seconds(api.pid)
         tally = asyncio.run(load(base, companies, clients, seconds))
+        tally.api_cpu_seconds = cpu_seconds(api.pid) - cpu_before
         return tally, time.perf_counter() - started
     finally:
         system.stop()
@@ -190,7 +208,8 @@ def summary(tally: Tally, elapsed: float) -> list[str]:
         f"| **all** | {len(every)} | **{percentile(every, 0.5):.1f}** | **{percentile(every, 0.99):.1f}** |",
         "",
         f"5xx: {tally.server_errors}; transport errors: {tally.transport_errors}; other non-2xx: "
-        f"{dict(tally.other) or 'none'}.",
+        f"{dict(tally.other) or 'none'}. API CPU: {tally.api_cpu_seconds * 1000 / max(len(every), 1):.1f} ms "
+        "per request (all its processes).",
     ]
 
 
