@@ -30,10 +30,9 @@ class StoreCatalog:
 
     def resolve(self, reference: str) -> ResolvedDataset:
         stmt = select(Dataset).where(Dataset.company_id == self._company_id)
-        if reference.isdigit():
-            stmt = stmt.where(Dataset.id == int(reference))
-        else:
-            stmt = stmt.where(Dataset.name == reference)
+        # The same test as PinnedCatalog's: the API and the worker must resolve alike.
+        by = Dataset.id == int(reference) if _is_id(reference) else Dataset.name == reference
+        stmt = stmt.where(by)
         dataset = self._session.scalars(stmt).one_or_none()
         # A dataset with no data yet (a view never materialized) cannot be read either.
         if dataset is None or not dataset.schema:

@@ -64,7 +64,7 @@ def _datasets(store: Store) -> int:
 
 def test_pinned_catalog_answers_like_the_store_catalog(store: Store) -> None:
     snapshot_id = _datasets(store)
-    references = ["11", "events", "fresh", "empty", "13", "theirs", "nope", "99"]
+    references = ["11", "events", "fresh", "empty", "13", "theirs", "nope", "99", "\u00b2"]
     with store.unit_of_work() as session:
         pinned = PinnedCatalog.read(session, 1, references)
         live = StoreCatalog(session, 1)
