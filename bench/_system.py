@@ -3,6 +3,7 @@ a data dir, and `dataplane scheduler` / `dataplane worker` processes."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -28,6 +29,13 @@ ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TRIVIAL_NQL = 'EXPLAIN SELECT "x", "label" FROM company_data."1" WHERE "x" > 1'
 TRIVIAL_ENV = {"DATAPLANE_DUCKDB_THREADS": "1", "DATAPLANE_DUCKDB_MEMORY_LIMIT": "512MB"}
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# On a shared machine each engineer's runs get their own Redis dbs and database names:
+# DATAPLANE_TEST_REDIS_DB=N moves a bench's dbs (15, 14, 13 by default) to N alone.
+_OWN_DB = os.environ.get("DATAPLANE_TEST_REDIS_DB")
+
+
+def bench_redis_db(default: int) -> int:
+    return int(_OWN_DB) if _OWN_DB else default
 
 
 def drop_database(name: str) -> None:
@@ -65,17 +73,37 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
     raise TimeoutError(f"condition not met within {timeout}s")
 
 
+def api_args(port: int, workers: int = 1) -> list[str]:
+    """`dataplane api` arguments (`--workers` only when > 1: older checkouts lack it)."""
+    return ["api", "--port", str(port), "--no-access-log", *(["--workers", str(workers)] if workers > 1 else [])]
+
+
+def wait_healthy(base: str, *, timeout: float = 90) -> None:
+    """Until the API at `base` answers /healthz with 200."""
+    import httpx
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+    wait_until(healthy, timeout=timeout, interval=0.2)
+
+
 @dataclass
 class BenchSystem:
     name: str
     redis_db: int
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
+    code_root: Path = ROOT  # the checkout whose scheduler and workers run (A/B runs)
 
     def __post_init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"dataplane-bench-{self.name}-"))
         self.data_dir = self.tmp / "data"
-        self.database_url = fresh_database(f"dataplane_bench_{self.name}")
+        suffix = f"_{_OWN_DB}" if _OWN_DB else ""
+        self.database_url = fresh_database(f"dataplane_bench_{self.name}{suffix}")
+        self.redis_db = bench_redis_db(self.redis_db)
         self.broker_url = fresh_redis(self.redis_db)
         self.settings = Settings(data_dir=self.data_dir, database_url=self.database_url,
                                  broker_url=self.broker_url)
@@ -88,7 +116,7 @@ class BenchSystem:
                 "DATAPLANE_DATA_DIR": str(self.data_dir), **self.extra_env}
 
     def start(self, name: str, args: list[str]) -> Process:
-        process = start(name, args, self.env, self.tmp / "logs")
+        process = start(name, args, self.env, self.tmp / "logs", cwd=self.code_root)
         self.processes.append(process)
         return process
 

@@ -4,7 +4,9 @@ Celery `apply_async().get()` round trip on the same Redis. Target: p50 <= 5x.
 Submit time is taken before the store insert (the API's path: commit, nudge); completion is
 the job's `ended_at` written by the worker (same host clock), so polling adds no error.
 
-    .venv/bin/python bench/latency.py [--jobs 200]
+`--before DIR` also runs another checkout's scheduler and worker in the same run.
+
+    .venv/bin/python bench/latency.py [--jobs 200] [--before DIR]
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._results import record
-from bench._system import ROOT, TRIVIAL_ENV, TRIVIAL_NQL, BenchSystem, bare_workers, fresh_redis, wait_until
+from bench._system import (
+    ROOT,
+    TRIVIAL_ENV,
+    TRIVIAL_NQL,
+    BenchSystem,
+    bare_workers,
+    bench_redis_db,
+    fresh_redis,
+    wait_until,
+)
 from shared.nudge import nudge_dispatcher
 from shared.store.jobs import NewJob, create_job, get_job
 
@@ -29,8 +40,8 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_ours(jobs: int) -> list[float]:
-    system = BenchSystem("latency", redis_db=15, extra_env=TRIVIAL_ENV)
+def run_ours(jobs: int, code_root: Path = ROOT) -> list[float]:
+    system = BenchSystem("latency", redis_db=15, extra_env=TRIVIAL_ENV, code_root=code_root)
     samples = []
     try:
         system.tiny_dataset()
@@ -58,8 +69,8 @@ def run_ours(jobs: int) -> list[float]:
 
 
 def run_bare(tasks: int) -> list[float]:
-    broker = fresh_redis(14)
-    backend = broker.rsplit("/", 1)[0] + "/13"
+    broker = fresh_redis(bench_redis_db(14))
+    backend = broker  # one db: the result keys do not clash with the queue
     workers = bare_workers(1, broker_url=broker, backend_url=backend, log_dir=ROOT / "bench" / "data" / "logs")
     from bench import bare_celery
 
@@ -80,6 +91,7 @@ def run_bare(tasks: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--before", type=Path, default=None, help="another checkout to compare with")
     args = parser.parse_args()
     bare = run_bare(args.jobs)
     ours = run_ours(args.jobs)
@@ -89,8 +101,12 @@ def main() -> None:
         f"{args.jobs} sequential trivial jobs on an idle system (1 worker process), Redis + PostgreSQL",
         f"- dataplane submit -> completed: p50 {p50:.1f} ms, p99 {p99:.1f} ms",
         f"- bare Celery apply_async().get(): p50 {b50:.1f} ms, p99 {b99:.1f} ms",
-        f"- ratio p50 ours/bare: {p50 / b50:.1f}x (target <= 5x); p99 {p99 / b99:.1f}x",
+        f"- ratio p50 ours/bare: {p50 / b50:.1f}x (target <= 5x); p99 {p99 / b99:.1f}x (target <= 10x)",
     ]
+    if args.before is not None:
+        before = run_ours(args.jobs, args.before.resolve())
+        lines.append(f"- before ({args.before}): p50 {statistics.median(before):.1f} ms, "
+                     f"p99 {percentile(before, 0.99):.1f} ms")
     print("\n".join(lines))
     record("Latency (bench/latency.py)", lines)
 

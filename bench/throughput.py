@@ -5,7 +5,10 @@ Ours: N forecast jobs over a 5-row dataset, inserted into the store the way the 
 Baseline, same run: N no-op tasks through 2 bare Celery workers configured alike.
 Target: jobs/s >= 1/3 of bare Celery's tasks/s.
 
-    .venv/bin/python bench/throughput.py [--jobs 2000]
+`--before DIR` also runs the scheduler and workers of another checkout (e.g. `git
+archive main | tar -x -C DIR`) in the same run, right after this tree's, for a before/after.
+
+    .venv/bin/python bench/throughput.py [--jobs 2000] [--before DIR]
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._results import record
-from bench._system import TRIVIAL_ENV, TRIVIAL_NQL, BenchSystem, bare_workers, wait_until
+from bench._system import ROOT, TRIVIAL_ENV, TRIVIAL_NQL, BenchSystem, bare_workers, wait_until
 from shared.nudge import nudge_dispatcher
 from shared.store.jobs import NewJob, create_job
 
@@ -33,8 +36,8 @@ def submit(system: BenchSystem, count: int, batch: int = 50) -> None:
         nudge_dispatcher(system.settings)
 
 
-def run_ours(jobs: int) -> float:
-    system = BenchSystem("throughput", redis_db=15, extra_env=TRIVIAL_ENV)
+def run_ours(jobs: int, code_root: Path = ROOT) -> float:
+    system = BenchSystem("throughput", redis_db=15, extra_env=TRIVIAL_ENV, code_root=code_root)
     try:
         system.tiny_dataset()
         system.scheduler()
@@ -52,9 +55,9 @@ def run_ours(jobs: int) -> float:
 
 
 def run_bare(tasks: int) -> float:
-    from bench._system import ROOT, fresh_redis
+    from bench._system import bench_redis_db, fresh_redis
 
-    broker = fresh_redis(14)
+    broker = fresh_redis(bench_redis_db(14))
     workers = bare_workers(2, broker_url=broker, log_dir=ROOT / "bench" / "data" / "logs")
     from bench import bare_celery
 
@@ -77,6 +80,7 @@ def run_bare(tasks: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--before", type=Path, default=None, help="another checkout to compare with")
     args = parser.parse_args()
     bare = run_bare(args.jobs)
     ours = run_ours(args.jobs)
@@ -86,6 +90,10 @@ def main() -> None:
         f"- bare Celery: {bare:.1f} tasks/s (no-op, same Redis, same ack/prefetch settings)",
         f"- ratio ours/bare: {ours / bare:.3f} (target >= 0.333)",
     ]
+    if args.before is not None:
+        before = run_ours(args.jobs, args.before.resolve())
+        lines.append(f"- before ({args.before}): {before:.1f} jobs/s, ratio {before / bare:.3f}; "
+                     f"after/before {ours / before:.2f}")
     print("\n".join(lines))
     record("Throughput (bench/throughput.py)", lines)
 

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="Default address of `dataplane api` / `dataplane dev`.")
     api_port: int = Field(default=8000, ge=1, le=65535,
         description="Default port of `dataplane api` / `dataplane dev`.")
+    api_workers: int = Field(default=1, ge=1,
+        description="Server processes of `dataplane api` (uvicorn workers); about one per core.")
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
 
     # Dispatcher (scheduler/): lost-message recovery and bounded publishing.

@@ -68,16 +68,19 @@ def process_env(settings_env: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def start(name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> Process:
-    """`python -m dataplane <args>` in its own process group, output to a log file."""
-    return start_command(name, [sys.executable, "-m", "dataplane", *args], env, log_dir)
+def start(name: str, args: list[str], env: Mapping[str, str], log_dir: Path, *,
+          cwd: Path = REPO_ROOT) -> Process:
+    """`python -m dataplane <args>` in its own process group, output to a log file. The
+    code run is the one under `cwd` (benchmarks compare another checkout's)."""
+    return start_command(name, [sys.executable, "-m", "dataplane", *args], env, log_dir, cwd=cwd)
 
 
-def start_command(name: str, argv: list[str], env: Mapping[str, str], log_dir: Path) -> Process:
+def start_command(name: str, argv: list[str], env: Mapping[str, str], log_dir: Path, *,
+                  cwd: Path = REPO_ROOT) -> Process:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log:
-        popen = subprocess.Popen(argv, cwd=REPO_ROOT, env=process_env(env), stdout=log,
+        popen = subprocess.Popen(argv, cwd=cwd, env=process_env(env), stdout=log,
                                  stderr=subprocess.STDOUT, start_new_session=True)
     return Process(name, popen, log_path)
 

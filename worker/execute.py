@@ -2,9 +2,10 @@
 
 `run_job` is the whole lifecycle and what the Celery task calls; it needs no Celery:
 
-    claim (CAS, bumps attempts) -> compile against the company's catalog, pin inputs,
-    write compiled_sql -> inputs made local (in place, or pinned from the host's cache)
-    -> locked DuckDB connection -> forecast | materialize: staged files, uploaded, published
+    claim (CAS returning the row, its log row, the datasets and their current snapshots:
+    one transaction) -> compile against those answers -> inputs made local (in place, or
+    pinned from the host's cache) -> locked DuckDB connection -> forecast | materialize:
+    staged files, uploaded, published (compiled_sql written with the outcome)
     -> on any error: settle (cancelled / failed / requeued / fenced) -> staging removed
 
 A watcher thread heartbeats the lease and interrupts DuckDB on cancellation, fencing or
@@ -21,27 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.errors import UserError
-from shared.nql import CompiledQuery, StatementKind, compile_nql
+from shared.errors import NQLError, UserError
+from shared.nql import CompiledQuery, StatementKind, compile_nql, parse_nql
 from shared.states import JobType
 from shared.store import Store
-from shared.store.catalog import StoreCatalog
+from shared.store.catalog import PinnedCatalog
 from shared.store.jobs import complete, get_job, set_compiled_sql
 from worker.cache import DataFiles
 from worker.forecast import check_budget, forecast, price_per_row
-from worker.inputs import (
-    Input,
-    bind_inputs,
-    input_directories,
-    local_files,
-    localize,
-    resolve_inputs,
-)
+from worker.inputs import Input, bind_inputs, input_directories, local_files, localize, pinned_inputs
 from worker.lifecycle import Claimed, Outcome, claim_job, hand_back, record_timeout, settle
 from worker.materialize import Target, check_output_size, ensure_target, place, publish, write_staged
-from worker.sandbox import Limits, open_sandbox, trusted_connection
+from worker.sandbox import Limits, open_sandbox, retire, trusted_connection
 from worker.staging import Staging
 from worker.stats import compute_column_stats
 from worker.watch import RunStopped, StopReason, Watcher
@@ -59,7 +54,7 @@ class Plan:
     target: Target | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Run:
     """A claimed run and what it runs with."""
 
@@ -68,9 +63,11 @@ class Run:
     files: DataFiles
     executor: str
     job: Claimed
+    catalog: PinnedCatalog
     staging: Staging
     watcher: Watcher
     deadline: float  # time.monotonic()
+    compiled_sql: str | None = None  # once compiled: written with the outcome
 
     def limits(self) -> Limits:
         remaining_ms = int((self.deadline - time.monotonic()) * 1000)
@@ -80,12 +77,22 @@ class Run:
                                     max_execution_ms=remaining_ms)
 
 
+def _pin_datasets(session: Session, job: Claimed) -> PinnedCatalog:
+    """The claim's reads: the datasets the statement names and their current snapshots."""
+    try:
+        references = parse_nql(job.nql).dataset_references
+    except NQLError:
+        return PinnedCatalog(())  # the compile reports it, as the job's failure
+    return PinnedCatalog.read(session, job.company_id, references)
+
+
 def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: str,
             files: DataFiles | None = None) -> Outcome:
     files = files or DataFiles.from_settings(settings)
-    claimed = claim_job(store, settings, job_id, executor=executor)
-    if claimed is None:
+    claim = claim_job(store, settings, job_id, executor=executor, read=_pin_datasets)
+    if claim is None:
         return Outcome.SKIPPED
+    claimed, catalog = claim
     log.info("job %s attempt %s: claimed by %s", job_id, claimed.attempt, executor)
     staging = Staging(settings.staging_dir, job_id, claimed.attempt)
     deadline = time.monotonic() + settings.job_timeout_seconds
@@ -95,10 +102,11 @@ def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: st
         lease_seconds=settings.lease_seconds,
         on_stuck=lambda: record_timeout(store, settings, claimed, executor=executor),
         output=(staging.out, settings.max_output_bytes))
-    run = Run(store, settings, files, executor, claimed, staging, watcher, deadline)
+    run = Run(store, settings, files, executor, claimed, catalog, staging, watcher, deadline)
     try:
         with watcher:
-            staging.remove_earlier_attempts()
+            if claimed.attempt > 1:  # only an earlier attempt can have left files behind
+                staging.remove_earlier_attempts()
             staging.create()
             outcome = _execute(run)
     except BaseException as error:  # every way out must be recorded
@@ -107,7 +115,8 @@ def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: st
             if stopping:
                 outcome = hand_back(store, claimed, executor=executor)
             else:
-                outcome = settle(store, settings, claimed, error, watcher.reason, executor=executor)
+                outcome = settle(store, settings, claimed, error, watcher.reason, executor=executor,
+                                 compiled_sql=run.compiled_sql)
         except Exception:
             log.exception("job %s: could not record the outcome; its lease will expire", job_id)
             outcome = Outcome.FENCED
@@ -120,23 +129,29 @@ def run_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: st
 
 
 def prepare(run: Run) -> Plan:
-    """Compile against the job's company (from the row, never the message), pin the inputs,
-    find or create the target, and write compiled_sql back, all fenced by the attempt."""
-    with run.store.unit_of_work() as session:
-        job = get_job(session, run.job.job_id)
-        compiled = compile_nql(job.nql, StoreCatalog(session, job.company_id))
-        if _KINDS.get(JobType(job.type)) != compiled.kind:
-            raise UserError(f"A {job.type} job cannot run a {compiled.kind} statement")
-        inputs = resolve_inputs(session, company_id=job.company_id, datasets=compiled.datasets)
-        target = ensure_target(session, job, compiled) if job.type == JobType.MATERIALIZE_VIEW else None
-        if not set_compiled_sql(session, job.id, attempt=run.job.attempt, sql=compiled.select_sql,
-                                dataset_id=target.dataset_id if target else None):
-            raise RunStopped(run.watcher.reason or StopReason.FENCED)
+    """Compile against the datasets the claim pinned (the company from the row, never the
+    message) and, for a view, find or create its target, fenced by the attempt."""
+    compiled = compile_nql(run.job.nql, run.catalog)
+    if _KINDS.get(JobType(run.job.type)) != compiled.kind:
+        raise UserError(f"A {run.job.type} job cannot run a {compiled.kind} statement")
+    run.compiled_sql = compiled.select_sql
+    target = _target(run, compiled) if run.job.type == JobType.MATERIALIZE_VIEW else None
     # Downloads (a remote store) happen here, outside any transaction; the watcher
     # heartbeats meanwhile and a cancel interrupts between files.
-    inputs = localize(inputs, storage=run.files.storage, cache=run.files.cache,
-                      into=run.staging.inputs)
+    inputs = localize(pinned_inputs(run.catalog, compiled.datasets), storage=run.files.storage,
+                      cache=run.files.cache, into=run.staging.inputs)
     return Plan(compiled, inputs, target)
+
+
+def _target(run: Run, compiled: CompiledQuery) -> Target:
+    """The view's dataset, found or created, recorded on the job (fenced by the attempt)."""
+    with run.store.unit_of_work() as session:
+        job = get_job(session, run.job.job_id)
+        target = ensure_target(session, job, compiled)
+        if not set_compiled_sql(session, job.id, attempt=run.job.attempt, sql=compiled.select_sql,
+                                dataset_id=target.dataset_id):
+            raise RunStopped(run.watcher.reason or StopReason.FENCED)
+    return target
 
 
 def _execute(run: Run) -> Outcome:
@@ -152,7 +167,7 @@ def _execute(run: Run) -> Outcome:
         return _materialize(run, plan, plan.target, con)
     finally:
         run.watcher.attach(None)
-        con.close()
+        retire(con)
 
 
 def _forecast_of(run: Run, plan: Plan, con: duckdb.DuckDBPyConnection) -> Any:
@@ -166,7 +181,8 @@ def _forecast(run: Run, plan: Plan, con: duckdb.DuckDBPyConnection) -> Outcome:
     run.watcher.check()
     with run.store.unit_of_work() as session:
         if not complete(session, run.job.job_id, attempt=run.job.attempt, executor=run.executor,
-                        result=result, statistics=run.job.statistics()):
+                        result=result, statistics=run.job.statistics(),
+                        compiled_sql=plan.compiled.select_sql):
             raise RunStopped(run.watcher.reason or StopReason.FENCED)
     return Outcome.COMPLETED
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from shared.nql import ResolvedDataset
 from shared.nql.sandbox import column_ddl
 from shared.storage import ObjectNotFound, Storage
+from shared.store.catalog import Pinned, PinnedCatalog
 from shared.store.datasets import current_snapshot, get_dataset
 from worker.cache import InputCache
 from worker.sandbox import sql_identifier, sql_string
@@ -42,16 +43,25 @@ def resolve_inputs(session: Session, *, company_id: int,
     inputs = []
     for resolved in datasets:
         dataset = get_dataset(session, resolved.dataset_id, company_id=company_id)
-        snapshot = current_snapshot(session, dataset)
-        inputs.append(Input(
-            dataset_id=dataset.id, relation=resolved.relation,
-            columns=tuple((str(n), str(t)) for n, t in dataset.schema),
-            keys=tuple(snapshot.files) if snapshot else (),
-            row_count=snapshot.row_count if snapshot else 0,
-            price_micro_cents_per_row=dataset.price_micro_cents_per_row or 0,
-            snapshot_id=snapshot.id if snapshot else None,
-        ))
+        inputs.append(pin_input(resolved, Pinned(dataset, current_snapshot(session, dataset))))
     return tuple(inputs)
+
+
+def pinned_inputs(catalog: PinnedCatalog, datasets: Iterable[ResolvedDataset]) -> tuple[Input, ...]:
+    """The inputs from the snapshots the claim pinned (no store round trip)."""
+    return tuple(pin_input(d, catalog.by_id(d.dataset_id)) for d in datasets)
+
+
+def pin_input(resolved: ResolvedDataset, pinned: Pinned) -> Input:
+    dataset, snapshot = pinned.dataset, pinned.snapshot
+    return Input(
+        dataset_id=dataset.id, relation=resolved.relation,
+        columns=tuple((str(n), str(t)) for n, t in dataset.schema),
+        keys=tuple(snapshot.files) if snapshot else (),
+        row_count=snapshot.row_count if snapshot else 0,
+        price_micro_cents_per_row=dataset.price_micro_cents_per_row or 0,
+        snapshot_id=snapshot.id if snapshot else None,
+    )
 
 
 def localize(inputs: Sequence[Input], *, storage: Storage, cache: InputCache | None,

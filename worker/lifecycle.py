@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.errors import OutputTooLarge
 from shared.states import JobState
 from shared.store import Store
-from shared.store.jobs import claim, fail, failure_entry, finalize_cancel, requeue, run_state
+from shared.store.jobs import claim_row, fail, failure_entry, finalize_cancel, requeue, run_state
 from shared.store.models import Job
 from shared.store.types import utcnow
 from worker.failures import Failure, Kind, classify
 from worker.watch import RunStopped, StopReason
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Outcome(StrEnum):
@@ -60,32 +64,41 @@ class Claimed:
         }
 
 
-def claim_job(store: Store, settings: Settings, job_id: uuid.UUID, *,
-              executor: str) -> Claimed | None:
-    """Claim the job for this run, or None when the message has nothing to run."""
+def claim_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: str,
+              read: Callable[[Session, Claimed], T]) -> tuple[Claimed, T] | None:
+    """Claim the job for this run, or None when the message has nothing to run.
+
+    One transaction: the claim (a compare-and-set returning the row the run needs), its log
+    row, and `read(session, claimed)`, the run's own reads (its datasets and snapshots), so a
+    healthy claim costs no read before or after the write. `read` must not raise: a claim
+    that rolled back would leave the message to be retried."""
     with store.unit_of_work() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            log.warning("job %s: no such job, message dropped", job_id)
+        row = claim_row(session, job_id, executor=executor, lease_seconds=settings.lease_seconds,
+                        due=True)
+        if row is None:
+            _not_claimed(session, job_id, executor)
             return None
-        if job.state == JobState.PENDING and job.run_after and job.run_after > utcnow():
-            # A stale message: the dispatcher publishes the retry itself once run_after is due.
-            log.info("job %s: backing off until %s, message dropped", job_id, job.run_after)
-            return None
-        if job.state == JobState.PENDING_CANCELLATION and job.executor is None:
-            # Cancelled while queued: it never starts; finalize it (dispatcher may race us).
-            finalize_cancel(session, job_id, actor=executor, attempt=job.attempts,
-                            reason="cancelled before it started", where=(Job.executor.is_(None),))
-            return None
-        attempt = claim(session, job_id, executor=executor, lease_seconds=settings.lease_seconds)
-        if attempt is None:
-            log.info("job %s is %s: duplicate or stale message, nothing to do", job_id, job.state)
-            return None
-        session.refresh(job)
-        return Claimed(job_id=job_id, attempt=attempt, company_id=job.company_id, type=job.type,
-                       nql=job.nql, stats_enabled=job.stats_enabled,
-                       retry_limit=job.retry_limit, infra_retries=job.infra_retries,
-                       created_at=job.created_at, started_at=job.started_at or utcnow())
+        claimed = Claimed(job_id=job_id, attempt=row.attempt, company_id=row.company_id,
+                          type=row.type, nql=row.nql, stats_enabled=row.stats_enabled,
+                          retry_limit=row.retry_limit, infra_retries=row.infra_retries,
+                          created_at=row.created_at, started_at=row.started_at)
+        return claimed, read(session, claimed)
+
+
+def _not_claimed(session: Session, job_id: uuid.UUID, executor: str) -> None:
+    """Why the claim matched nothing (the rare path: only now is the row read)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        log.warning("job %s: no such job, message dropped", job_id)
+    elif job.state == JobState.PENDING and job.run_after and job.run_after > utcnow():
+        # A stale message: the dispatcher publishes the retry itself once run_after is due.
+        log.info("job %s: backing off until %s, message dropped", job_id, job.run_after)
+    elif job.state == JobState.PENDING_CANCELLATION and job.executor is None:
+        # Cancelled while queued: it never starts; finalize it (dispatcher may race us).
+        finalize_cancel(session, job_id, actor=executor, attempt=job.attempts,
+                        reason="cancelled before it started", where=(Job.executor.is_(None),))
+    else:
+        log.info("job %s is %s: duplicate or stale message, nothing to do", job_id, job.state)
 
 
 def _cancel(store: Store, run: Claimed, executor: str) -> Outcome:
@@ -100,7 +113,7 @@ def backoff(settings: Settings, infra_retries: int) -> timedelta:
 
 
 def settle(store: Store, settings: Settings, run: Claimed, error: BaseException,
-           reason: StopReason | None, *, executor: str) -> Outcome:
+           reason: StopReason | None, *, executor: str, compiled_sql: str | None = None) -> Outcome:
     """Record how a run that raised ended. A cancellation wins over the error it caused."""
     if reason is None and isinstance(error, RunStopped):
         reason = error.reason
@@ -134,7 +147,7 @@ def settle(store: Store, settings: Settings, run: Claimed, error: BaseException,
                            infra_retry=not outage)
         else:
             done = fail(session, run.job_id, attempt=run.attempt, actor=executor, failure=entry,
-                        statistics=run.statistics())
+                        statistics=run.statistics(), compiled_sql=compiled_sql)
     if done:
         return Outcome.REQUEUED if retry else Outcome.FAILED
     with store.unit_of_work() as session:

@@ -55,7 +55,7 @@ def _fresh_process(**_: Any) -> None:
     global _process
     _process = None  # never reuse the parent's pooled database connections
     shutdown.install()
-    make_spare()
+    make_spare(process_context().settings)
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, max_retries=None, ignore_result=True)
@@ -66,7 +66,7 @@ def run_job_task(self: Task, job_id: str, job_type: str | None = None,
     try:
         outcome = run_job(context.store, context.settings, uuid.UUID(job_id), executor=executor,
                           files=context.files)
-        make_spare()
+        make_spare(context.settings)
     except Exception as error:
         # Only the claim can get here (after it, run_job records every outcome): the store is
         # unreachable. Try the message again later rather than drop it.

@@ -21,7 +21,7 @@ from sqlglot.errors import ErrorLevel, SqlglotError, UnsupportedError
 from shared.errors import ColumnNotFound, DataplaneError, NQLError, UnsupportedConstruct
 from shared.nql.allowlist import allowed_relation_names, check_query
 from shared.nql.catalog import Catalog
-from shared.nql.dialect import NQL, Explain, MaterializedView
+from shared.nql.dialect import NQL, QUERY_SPAN, Explain, MaterializedView
 from shared.nql.duckdb_check import check_duckdb_sql
 from shared.nql.memo import LruMemo
 from shared.nql.models import (
@@ -44,6 +44,7 @@ from shared.nql.rules import (
     check_unique_names,
     normalize_limits,
     output_names,
+    rewrite_exists_star,
 )
 from shared.nql.sandbox import describe, readable
 from shared.nql.spec import view_spec
@@ -52,19 +53,32 @@ from shared.nql.syntax import parse_statement
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # Compiles are memoized per process: refresh schedules and retries run the same NQL over
-# and over, and a compile (parse, qualify, DuckDB check and DESCRIBE) costs 10-80 ms.
+# and over, clients submit the same query under new view names, and a compile (parse,
+# qualify, DuckDB check and DESCRIBE) costs 10-80 ms.
 # Only results are kept, never syntax trees (~60 bytes of tree per character of NQL), and
 # only for statements up to MEMO_MAX_CHARS: at most a few MB per process.
 MEMO_ENTRIES = 256
 MEMO_MAX_CHARS = 16_000
-_statements: LruMemo[ParsedStatement] = LruMemo(MEMO_ENTRIES)
-_compiled: LruMemo[CompiledQuery] = LruMemo(MEMO_ENTRIES)
+_statements: LruMemo[tuple[ParsedStatement, str]] = LruMemo(MEMO_ENTRIES)
+_compiled: LruMemo[_CompiledQuery] = LruMemo(MEMO_ENTRIES)
 
 
 @dataclass
 class _Parsed:
     statement: ParsedStatement
     query: exp.Expr
+    query_text: str  # the query's own text: what its compile depends on, with the catalog
+
+
+@dataclass(frozen=True)
+class _CompiledQuery:
+    """The part of a compile that depends on the query alone (and the catalog's answers),
+    not on the view around it: memoized on the query's text, so a view submitted under a
+    new name (or as EXPLAIN) reuses it."""
+
+    select_sql: str
+    output_columns: tuple[OutputColumn, ...]
+    datasets: tuple[ResolvedDataset, ...]
 
 
 def _guarded(step: Callable[[], T]) -> T:
@@ -101,13 +115,21 @@ def _split(root: exp.Expr) -> tuple[StatementKind, exp.Expr | None, Materialized
     return StatementKind.SELECT, _unwrap(root), None
 
 
+def _query_text(nql: str, root: exp.Expr) -> str:
+    start, end = root.meta.get(QUERY_SPAN, (0, len(nql)))
+    return nql[start:end]
+
+
 def _parse(nql: str) -> _Parsed:
-    kind, maybe_query, view = _split(parse_statement(nql))
+    root = parse_statement(nql)
+    kind, maybe_query, view = _split(root)
+    if maybe_query is not None:
+        rewrite_exists_star(maybe_query)
     query = check_query(maybe_query, relation_ok=unresolved_relation_ok)
     check_explicit_columns(query)
     check_unique_names(output_names(query))
     statement = ParsedStatement(kind=kind, view=view, dataset_references=tuple(dataset_references(query)))
-    return _Parsed(statement=statement, query=query)
+    return _Parsed(statement=statement, query=query, query_text=_query_text(nql, root))
 
 
 def _memoizable(nql: str) -> bool:
@@ -119,15 +141,16 @@ def parse_nql(nql: str) -> ParsedStatement:
     return _guarded(lambda: _statement(nql)[0])
 
 
-def _statement(nql: str) -> tuple[ParsedStatement, _Parsed | None]:
-    """The statement (memoized on the text), and the parse it came from when there was one."""
-    statement = _statements.get(nql)
-    if statement is not None:
-        return statement, None
+def _statement(nql: str) -> tuple[ParsedStatement, str, _Parsed | None]:
+    """The statement and its query's text (memoized on the text), and the parse they came
+    from when there was one."""
+    memo = _statements.get(nql)
+    if memo is not None:
+        return memo[0], memo[1], None
     parsed = _parse(nql)
     if _memoizable(nql):
-        _statements.put(nql, parsed.statement)
-    return parsed.statement, parsed
+        _statements.put(nql, (parsed.statement, parsed.query_text))
+    return parsed.statement, parsed.query_text, parsed
 
 
 def validate_nql(nql: str) -> Validation:
@@ -168,19 +191,20 @@ class _Answers:
 
 def _compile(nql: str, catalog: Catalog) -> CompiledQuery:
     # The catalog is asked on every compile: access and schemas change between runs. The
-    # rest is a function of the text and those answers (dataset ids, relations, columns).
-    statement, parsed = _statement(nql)
+    # rest is a function of the query's text and those answers (dataset ids, relations,
+    # columns); the view's name and options only add the checks of `_finish`.
+    statement, query_text, parsed = _statement(nql)
     answers = tuple((ref, catalog.resolve(ref)) for ref in statement.dataset_references)
-    key = (nql, answers)
+    key = (statement.kind, query_text, answers)
     compiled = _compiled.get(key)
     if compiled is None:
         compiled = _compile_parsed(parsed or _parse(nql), answers)
         if _memoizable(nql):
             _compiled.put(key, compiled)
-    return compiled
+    return _finish(statement, compiled)
 
 
-def _compile_parsed(parsed: _Parsed, answers: tuple[tuple[str, ResolvedDataset], ...]) -> CompiledQuery:
+def _compile_parsed(parsed: _Parsed, answers: tuple[tuple[str, ResolvedDataset], ...]) -> _CompiledQuery:
     query = parsed.query  # a fresh parse: resolution and qualification rewrite it in place
     datasets = resolve_datasets(query, _Answers(answers))
     relations = [d.relation for d in datasets]
@@ -193,18 +217,21 @@ def _compile_parsed(parsed: _Parsed, answers: tuple[tuple[str, ResolvedDataset],
     select_sql = to_duckdb_sql(query)
     check_duckdb_sql(select_sql, relations)
     columns = _output_columns(output_names(query), describe(select_sql, datasets))
+    return _CompiledQuery(select_sql=select_sql, output_columns=columns, datasets=tuple(datasets))
 
-    view = parsed.statement.view
+
+def _finish(statement: ParsedStatement, compiled: _CompiledQuery) -> CompiledQuery:
+    view = statement.view
     if view is not None:
-        names = {c.name.lower() for c in columns}
+        names = {c.name.lower() for c in compiled.output_columns}
         for column, _ in view.partitioned_by:
             if column.lower() not in names:
                 raise ColumnNotFound(f"PARTITIONED_BY column {column!r} is not an output column of the query")
     return CompiledQuery(
-        kind=parsed.statement.kind,
-        select_sql=select_sql,
-        output_columns=columns,
-        datasets=tuple(datasets),
+        kind=statement.kind,
+        select_sql=compiled.select_sql,
+        output_columns=compiled.output_columns,
+        datasets=compiled.datasets,
         view=view,
     )
 

@@ -35,6 +35,9 @@ STRING_OPTIONS = (
 PARTITION_TRANSFORMS = ("DAY", "MONTH", "YEAR")
 BUDGET_PERIODS = ("CALENDAR_DAY", "CALENDAR_MONTH")
 STRING_LITERAL_TABLE = "nql_string_literal"  # Identifier meta flag: `FROM '/etc/passwd'`
+# Meta of a MaterializedView / Explain: (start, end) character offsets of its query in the
+# text, so the compiler can memoize a query's compile whatever the view is named.
+QUERY_SPAN = "nql_query_span"
 
 
 class MaterializedView(exp.Expression):
@@ -97,7 +100,10 @@ class NQL(DuckDB):
                 return self._parse_materialized_view()
             if self._curr and _token_is(self._curr, "EXPLAIN") and self._next:
                 self._advance()
-                return self.expression(Explain(this=super()._parse_statement()))
+                start = self._curr.start
+                explain = self.expression(Explain(this=super()._parse_statement()))
+                explain.meta[QUERY_SPAN] = (start, self._prev.end + 1 if self._prev else start)
+                return explain
             return super()._parse_statement()
 
         def _parse_string_as_identifier(self) -> exp.Identifier | None:
@@ -127,14 +133,16 @@ class NQL(DuckDB):
             if tail is not None:
                 self._tokens_size = tail  # the query must not see the budget's LIMIT/BUDGET
                 self._advance(0)
+            start = self._curr.start if self._curr else 0
             query = super()._parse_statement()
+            span = (start, self._prev.end + 1 if self._prev else start)
             if self._index < self._tokens_size:
                 self.raise_error("Invalid expression / Unexpected token")
             self._tokens_size = end
             self._advance(0)
             budget = self._parse_budget() if tail is not None else None
 
-            return self.expression(
+            view = self.expression(
                 MaterializedView(
                     this=name,
                     options=options,
@@ -143,6 +151,8 @@ class NQL(DuckDB):
                     budget=budget,
                 )
             )
+            view.meta[QUERY_SPAN] = span
+            return view
 
         def _parse_view_option(self) -> exp.Expr:
             key = self._curr

@@ -1,7 +1,9 @@
 """NQL's own rules on top of SQL, each a small pass over the query tree.
 
 - Explicit columns: `SELECT *`, `t.*`, `* EXCLUDE (...)` are rejected with a message saying
-  NQL needs explicit columns. `COUNT(*)` is allowed: it counts rows and names no column.
+  NQL needs explicit columns. `COUNT(*)` is allowed: it counts rows and names no column, and
+  so is `[NOT] EXISTS (SELECT * ...)`, whose select list is never read: it is rewritten to
+  `EXISTS (SELECT 1 ...)` before any check, so no star reaches DuckDB.
 - Output column names must be unique (case-insensitively, as DuckDB compares them): a
   duplicate is rejected naming it, rather than silently renamed, so results stay stable.
 - NULLs sort as the highest value; that is the dialect's NULL ordering (`dialect.py`), and the
@@ -17,6 +19,28 @@ from sqlglot import exp
 from shared.errors import NQLError, UnsupportedConstruct
 
 STAR_MESSAGE = "SELECT * is not allowed: NQL needs explicit columns; list the columns you want (COUNT(*) is fine)"
+
+
+def _exists_select(node: exp.Exists) -> exp.Select | None:
+    inner = node.this
+    while isinstance(inner, exp.Subquery):
+        inner = inner.this
+    return inner if isinstance(inner, exp.Select) else None
+
+
+def _is_star(projection: exp.Expr) -> bool:
+    if isinstance(projection, exp.Column):
+        return isinstance(projection.this, exp.Star)
+    return isinstance(projection, exp.Star)
+
+
+def rewrite_exists_star(query: exp.Expr) -> None:
+    """`EXISTS (SELECT * ...)` -> `EXISTS (SELECT 1 ...)`: EXISTS only asks whether a row
+    exists, so its select list names no output column (TPC-H Q4, Q21, Q22 are written so)."""
+    for node in list(query.find_all(exp.Exists)):
+        select = _exists_select(node)
+        if select is not None and select.expressions and all(_is_star(p) for p in select.expressions):
+            select.set("expressions", [exp.Literal.number(1)])
 
 
 def check_explicit_columns(query: exp.Expr) -> None:

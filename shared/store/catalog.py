@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from shared.errors import DatasetNotFound, StoreUnavailable
 from shared.nql.models import ResolvedDataset
 from shared.store.db import is_disconnect
-from shared.store.models import Dataset
+from shared.store.models import Dataset, Snapshot
 
 
 def resolved(dataset: Dataset) -> ResolvedDataset:
@@ -28,10 +31,9 @@ class StoreCatalog:
 
     def resolve(self, reference: str) -> ResolvedDataset:
         stmt = select(Dataset).where(Dataset.company_id == self._company_id)
-        if reference.isdigit():
-            stmt = stmt.where(Dataset.id == int(reference))
-        else:
-            stmt = stmt.where(Dataset.name == reference)
+        # The same test as PinnedCatalog's: the API and the worker must resolve alike.
+        by = Dataset.id == int(reference) if _is_id(reference) else Dataset.name == reference
+        stmt = stmt.where(by)
         try:
             dataset = self._session.scalars(stmt).one_or_none()
         except Exception as error:  # the compiler turns unknown errors into NQL errors
@@ -42,3 +44,58 @@ class StoreCatalog:
         if dataset is None or not dataset.schema:
             raise DatasetNotFound(f"Dataset {reference!r} does not exist or is not accessible")
         return resolved(dataset)
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A readable dataset and its snapshot that was current when it was read."""
+
+    dataset: Dataset
+    snapshot: Snapshot | None
+
+
+class PinnedCatalog:
+    """The datasets one statement names, each with its current snapshot, read in a single
+    query (the worker's claim transaction): the compile resolves against these answers and
+    the run reads exactly those snapshots. Same answers as `StoreCatalog`."""
+
+    def __init__(self, pinned: Iterable[Pinned]) -> None:
+        self._by_id: dict[int, Pinned] = {}
+        self._by_name: dict[str, Pinned] = {}
+        for item in pinned:
+            self._by_id[item.dataset.id] = item
+            self._by_name[item.dataset.name] = item
+
+    @classmethod
+    def read(cls, session: Session, company_id: int, references: Iterable[str]) -> PinnedCatalog:
+        ids, names = [], []
+        for reference in references:
+            if _is_id(reference):
+                ids.append(int(reference))
+            else:
+                names.append(reference)
+        if not ids and not names:
+            return cls(())
+        stmt = (
+            select(Dataset, Snapshot)
+            .outerjoin(Snapshot, Snapshot.id == Dataset.current_snapshot_id)
+            .where(Dataset.company_id == company_id, or_(Dataset.id.in_(ids), Dataset.name.in_(names)))
+        )
+        return cls(Pinned(dataset, snapshot) for dataset, snapshot in session.execute(stmt))
+
+    def pinned(self, reference: str) -> Pinned:
+        found = self._by_id.get(int(reference)) if _is_id(reference) else self._by_name.get(reference)
+        # A dataset with no data yet (a view never materialized) cannot be read either.
+        if found is None or not found.dataset.schema:
+            raise DatasetNotFound(f"Dataset {reference!r} does not exist or is not accessible")
+        return found
+
+    def resolve(self, reference: str) -> ResolvedDataset:
+        return resolved(self.pinned(reference).dataset)
+
+    def by_id(self, dataset_id: int) -> Pinned:
+        return self.pinned(str(dataset_id))
+
+
+def _is_id(reference: str) -> bool:
+    return reference.isascii() and reference.isdigit()

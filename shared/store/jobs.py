@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -97,11 +97,12 @@ def get_job(session: Session, job_id: uuid.UUID, *, company_id: int | None = Non
 
 def _log(session: Session, job_id: uuid.UUID, source: JobState | None, target: JobState, *,
          actor: str, reason: str | None, attempt: int) -> None:
-    session.add(JobTransition(
+    # A Core INSERT, not session.add + flush: the ORM unit of work costs more CPU than the
+    # round trip on a job's hot path, and nothing reads the row back.
+    session.execute(insert(JobTransition).values(
         job_id=job_id, from_state=source.value if source else None, to_state=target.value,
         attempt=attempt, at=utcnow(), actor=actor, reason=reason,
     ))
-    session.flush()
 
 
 def _transition(session: Session, job_id: uuid.UUID, source: JobState, target: JobState, *,
@@ -127,24 +128,53 @@ def _transition(session: Session, job_id: uuid.UUID, source: JobState, target: J
     return True
 
 
+@dataclass(frozen=True, kw_only=True)
+class ClaimedRow:
+    """What a run needs of its job, returned by the claim itself (no read before or after)."""
+
+    attempt: int
+    company_id: int
+    type: str
+    nql: str
+    dataset_id: int | None
+    stats_enabled: bool
+    retry_limit: int
+    infra_retries: int
+    created_at: datetime
+    started_at: datetime
+
+
+def claim_row(session: Session, job_id: uuid.UUID, *, executor: str, lease_seconds: float,
+              due: bool = False) -> ClaimedRow | None:
+    """pending -> running for one executor, returning the claimed row; None when someone
+    else has it or it is no longer pending (or, with `due`, its retry backoff is not over)."""
+    now = utcnow()
+    stmt = update(Job).where(Job.id == job_id, Job.state == JobState.PENDING.value)
+    if due:
+        stmt = stmt.where(or_(Job.run_after.is_(None), Job.run_after <= now))
+    stmt = stmt.values(
+        state=JobState.RUNNING.value, attempts=Job.attempts + 1, executor=executor,
+        started_at=now, updated_at=now, heartbeat_at=now,
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+    ).returning(Job.attempts, Job.company_id, Job.type, Job.nql, Job.dataset_id, Job.stats_enabled,
+                Job.retry_limit, Job.infra_retries, Job.created_at)
+    row = session.execute(stmt, execution_options={"synchronize_session": False}).one_or_none()
+    if row is None:
+        return None
+    attempt = int(row.attempts)
+    _log(session, job_id, JobState.PENDING, JobState.RUNNING, actor=executor,
+         reason="claimed", attempt=attempt)
+    return ClaimedRow(attempt=attempt, company_id=row.company_id, type=row.type, nql=row.nql,
+                      dataset_id=row.dataset_id, stats_enabled=row.stats_enabled,
+                      retry_limit=row.retry_limit, infra_retries=row.infra_retries,
+                      created_at=row.created_at, started_at=now)
+
+
 def claim(session: Session, job_id: uuid.UUID, *, executor: str, lease_seconds: float) -> int | None:
     """pending -> running for one executor. Returns the attempt number (the fencing
     token) or None when someone else has it or it is no longer pending."""
-    now = utcnow()
-    stmt = (
-        update(Job)
-        .where(Job.id == job_id, Job.state == JobState.PENDING.value)
-        .values(state=JobState.RUNNING.value, attempts=Job.attempts + 1, executor=executor,
-                started_at=now, updated_at=now, heartbeat_at=now,
-                lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .returning(Job.attempts)
-    )
-    attempt = session.execute(stmt, execution_options={"synchronize_session": False}).scalar_one_or_none()
-    if attempt is None:
-        return None
-    _log(session, job_id, JobState.PENDING, JobState.RUNNING, actor=executor,
-         reason="claimed", attempt=attempt)
-    return int(attempt)
+    row = claim_row(session, job_id, executor=executor, lease_seconds=lease_seconds)
+    return row.attempt if row is not None else None
 
 
 def heartbeat(session: Session, job_id: uuid.UUID, *, attempt: int,
@@ -189,13 +219,15 @@ def complete(session: Session, job_id: uuid.UUID, *, attempt: int, executor: str
 
 def fail(session: Session, job_id: uuid.UUID, *, attempt: int | None, actor: str,
          failure: dict[str, Any], statistics: dict[str, Any] | None = None,
-         where: tuple[ColumnElement[bool], ...] = ()) -> bool:
+         compiled_sql: str | None = None, where: tuple[ColumnElement[bool], ...] = ()) -> bool:
     """running -> failed, appending `failure` to failures[]."""
     values: dict[str, Any] = {
         "failures": json_array_append(Job.failures, failure), "lease_expires_at": None,
     }
     if statistics is not None:
         values["statistics"] = statistics
+    if compiled_sql is not None:
+        values["compiled_sql"] = compiled_sql
     return _transition(session, job_id, JobState.RUNNING, JobState.FAILED, actor=actor,
                        reason=failure["message"], attempt=attempt, values=values, where=where)
 

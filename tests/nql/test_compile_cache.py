@@ -78,3 +78,35 @@ def test_long_statements_are_compiled_but_not_kept() -> None:
     assert len(compiler._compiled) == 0 and len(compiler._statements) == 0
     compile_nql(NQL, StaticCatalog([USERS]))
     assert len(compiler._compiled) == 1
+
+
+QUERY = 'SELECT "user_id", "plan" FROM company_data.users'
+
+
+def test_a_view_under_a_new_name_reuses_the_query_compile() -> None:
+    clear_compile_cache()
+    catalog = StaticCatalog([USERS])
+    first = compile_nql(f'CREATE MATERIALIZED VIEW "a" AS {QUERY}', catalog)
+    renamed = compile_nql(f"CREATE MATERIALIZED VIEW \"b\" TAGS = ('t') AS {QUERY} BUDGET 5 USD", catalog)
+    forecast = compile_nql(f"EXPLAIN {QUERY};", catalog)
+    # One compile per kind of statement, whatever the view is called or carries.
+    assert len(compiler._compiled) == 2
+    assert renamed.select_sql == first.select_sql == forecast.select_sql
+    assert (first.view and first.view.name, renamed.view and renamed.view.name) == ("a", "b")
+    assert renamed.view is not None and renamed.view.tags == ("t",) and renamed.view.budget is not None
+    assert forecast.kind.value == "nql-forecast" and forecast.view is None
+
+
+def test_view_checks_still_run_when_the_query_compile_is_reused() -> None:
+    catalog = StaticCatalog([USERS])
+    compile_nql(f'CREATE MATERIALIZED VIEW "a" AS {QUERY}', catalog)
+    with pytest.raises(ColumnNotFound, match="PARTITIONED_BY"):
+        compile_nql(f'CREATE MATERIALIZED VIEW "a" PARTITIONED_BY "age" DAY AS {QUERY}', catalog)
+
+
+def test_another_query_text_is_another_compile() -> None:
+    clear_compile_cache()
+    catalog = StaticCatalog([USERS])
+    compile_nql(f'CREATE MATERIALIZED VIEW "a" AS {QUERY}', catalog)
+    other = compile_nql(f'CREATE MATERIALIZED VIEW "a" AS {QUERY} WHERE "plan" = \'x\'', catalog)
+    assert len(compiler._compiled) == 2 and "WHERE" in other.select_sql

@@ -16,6 +16,9 @@ from shared.nql import StatementKind, StaticCatalog, compile_nql, parse_nql, val
         "SELECT plan FROM (SELECT * FROM company_data.users) t",
         "WITH t AS (SELECT * FROM company_data.users) SELECT plan FROM t",
         "SELECT count(u.*) AS n FROM company_data.users u",
+        "SELECT plan FROM company_data.users WHERE plan IN (SELECT * FROM company_data.users)",
+        "SELECT plan FROM company_data.users u WHERE EXISTS (SELECT *, plan FROM company_data.users)",
+        "SELECT (SELECT * FROM company_data.users) AS x",
     ],
 )
 def test_star_needs_explicit_columns(nql: str) -> None:
@@ -28,6 +31,17 @@ def test_count_star_is_allowed(nql_catalog: StaticCatalog) -> None:
     compiled = compile_nql("SELECT plan, COUNT(*) AS n FROM company_data.users GROUP BY plan", nql_catalog)
     assert "COUNT(*)" in compiled.select_sql
     assert [c.duckdb_type for c in compiled.output_columns] == ["VARCHAR", "BIGINT"]
+
+
+@pytest.mark.parametrize("negate", ["", "NOT "])
+def test_exists_star_reads_no_column(negate: str, nql_catalog: StaticCatalog) -> None:
+    # TPC-H Q4/Q21/Q22 style: EXISTS never reads its select list; DuckDB gets SELECT 1.
+    compiled = compile_nql(
+        f"SELECT u.plan FROM company_data.users u WHERE {negate}EXISTS "
+        "(SELECT * FROM company_data.users v WHERE v.age > u.age)", nql_catalog)
+    flat = " ".join(compiled.select_sql.split())
+    assert "*" not in flat and f"{negate}EXISTS( SELECT 1 AS" in flat
+    assert [c.name for c in compiled.output_columns] == ["plan"]
 
 
 @pytest.mark.parametrize(
