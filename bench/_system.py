@@ -4,12 +4,14 @@ a data dir, and `dataplane scheduler` / `dataplane worker` processes."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import redis
@@ -97,6 +99,8 @@ class BenchSystem:
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
     code_root: Path = ROOT  # the checkout whose scheduler and workers run (A/B runs)
+    # DATAPLANE_STORAGE_URL and S3 variables (e.g. `MotoServer.env()`): data in a bucket
+    storage_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"dataplane-bench-{self.name}-"))
@@ -105,15 +109,17 @@ class BenchSystem:
         self.database_url = fresh_database(f"dataplane_bench_{self.name}{suffix}")
         self.redis_db = bench_redis_db(self.redis_db)
         self.broker_url = fresh_redis(self.redis_db)
+        storage: dict[str, Any] = {key.removeprefix("DATAPLANE_").lower(): value
+                                   for key, value in self.storage_env.items()}
         self.settings = Settings(data_dir=self.data_dir, database_url=self.database_url,
-                                 broker_url=self.broker_url)
+                                 broker_url=self.broker_url, **storage)
         self.settings.ensure_dirs()
         self.store = Store.from_settings(self.settings)
 
     @property
     def env(self) -> dict[str, str]:
         return {"DATAPLANE_DATABASE_URL": self.database_url, "DATAPLANE_BROKER_URL": self.broker_url,
-                "DATAPLANE_DATA_DIR": str(self.data_dir), **self.extra_env}
+                "DATAPLANE_DATA_DIR": str(self.data_dir), **self.storage_env, **self.extra_env}
 
     def start(self, name: str, args: list[str]) -> Process:
         process = start(name, args, self.env, self.tmp / "logs", cwd=self.code_root)
@@ -138,6 +144,13 @@ class BenchSystem:
         duckdb.sql(f"COPY (SELECT range AS x, 'v' || range AS label FROM range({rows})) "
                    f"TO '{source}' (FORMAT parquet)")
         import_dataset(self.settings, self.store, company_id=1, dataset_id=dataset_id, name="tiny", source=source)
+
+    def drop_cache(self) -> None:
+        """Empty the workers' input cache (they share this data dir): the next job reads cold."""
+        objects = self.settings.cache_dir / "objects"
+        if objects.exists():
+            shutil.rmtree(objects)
+            objects.mkdir()
 
     def count(self, *states: str) -> int:
         with self.store.unit_of_work() as session:

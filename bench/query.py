@@ -10,6 +10,13 @@ the first of each is a warm-up, the median of the rest is reported. The worker's
 RSS is sampled (psutil, main process + pool children) while its jobs run.
 
     .venv/bin/python bench/query.py [--sizes 1000000 10000000] [--runs 5]
+
+`--storage s3` compares the same job on two deployments in one run: data in local files,
+and data in an S3 bucket (a `moto_server` process on loopback), the latter cold (the
+worker's input cache emptied before the job: the input is downloaded) and warm (cached).
+Targets: warm <= 1.05x local, cold <= 1.5x local.
+
+    .venv/bin/python bench/query.py --storage s3 [--sizes 1000000 10000000] [--runs 5]
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from shared.celery_app import make_app
 from shared.queues import RUN_JOB_TASK, broker_priority, queue_for
 from shared.sample_data import SEED_VIEW_NQL, hand_written_seed_query, write_seed_dataset
 from shared.store.jobs import NewJob, create_job, get_job, mark_published
+from tests.s3 import MotoServer, running_moto
 from worker.importer import import_dataset
 
 THREADS, MEMORY = 2, "4GB"
@@ -147,11 +155,72 @@ def bench_size(rows: int, runs: int) -> dict[str, float]:
         system.stop()
 
 
+def storage_size(rows: int, runs: int, moto: MotoServer) -> dict[str, float]:
+    """The same job on local files and on S3 (cold, then warm), interleaved run by run."""
+    env = {"DATAPLANE_DUCKDB_THREADS": str(THREADS), "DATAPLANE_DUCKDB_MEMORY_LIMIT": MEMORY,
+           "DATAPLANE_JOB_TIMEOUT_SECONDS": "3600"}
+    local = BenchSystem(f"query_local_{rows}", redis_db=13, extra_env=env)
+    remote = BenchSystem(f"query_s3_{rows}", redis_db=12, extra_env=env,
+                         storage_env=moto.env(prefix=f"query-{rows}-{uuid.uuid4().hex[:6]}"))
+    if local.redis_db == remote.redis_db:  # DATAPLANE_TEST_REDIS_DB pins every bench to one db
+        raise SystemExit("--storage s3 runs two deployments: unset DATAPLANE_TEST_REDIS_DB")
+    apps = {system.name: make_app(system.settings) for system in (local, remote)}
+    try:
+        source = local.tmp / "seed.parquet"
+        write_seed_dataset(source, rows)
+        for system in (local, remote):
+            import_dataset(system.settings, system.store, company_id=1, dataset_id=6402, name="seed",
+                           source=source)
+            system.workers(1)
+        times: dict[str, list[float]] = {"local": [], "cold": [], "warm": []}
+        for index in range(runs + 1):
+            local_s = run_job(local, apps[local.name], stats=False)
+            remote.drop_cache()
+            cold_s = run_job(remote, apps[remote.name], stats=False)
+            warm_s = run_job(remote, apps[remote.name], stats=False)
+            print(f"{rows:,} rows, run {index}: local {local_s:.3f} s, s3 cold {cold_s:.3f} s, "
+                  f"s3 warm {warm_s:.3f} s", flush=True)
+            if index:  # the first warms the pool processes up
+                for name, value in (("local", local_s), ("cold", cold_s), ("warm", warm_s)):
+                    times[name].append(value)
+        med = {name: statistics.median(values) for name, values in times.items()}
+        return {"rows": rows, "local_s": med["local"], "cold_s": med["cold"], "warm_s": med["warm"],
+                "cold_ratio": med["cold"] / med["local"], "warm_ratio": med["warm"] / med["local"]}
+    finally:
+        for app in apps.values():
+            app.close()
+        local.stop()
+        remote.stop()
+
+
+def main_storage(args: argparse.Namespace) -> None:
+    log_dir = Path(tempfile.mkdtemp(prefix="dataplane-bench-moto-"))
+    with running_moto(log_dir) as moto:
+        results = [storage_size(rows, args.runs, moto) for rows in args.sizes]
+    lines = [
+        f"Seed view as a materialize-view job (stats off), claim->completed, on a deployment with "
+        f"local files and on one with an S3 bucket (moto_server on loopback), same run; cold = the "
+        f"worker's input cache emptied first, warm = cached. Median of {args.runs} after a warm-up. "
+        f"Targets: warm <= 1.05x local, cold <= 1.5x local.",
+        "",
+        "| input rows | local (s) | S3 cold (s) | S3 warm (s) | cold / local | warm / local |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *(f"| {r['rows']:,} | {r['local_s']:.3f} | {r['cold_s']:.3f} | {r['warm_s']:.3f} | "
+          f"{r['cold_ratio']:.2f} | {r['warm_ratio']:.2f} |" for r in results),
+    ]
+    print("\n".join(lines))
+    record("Seed view on S3 vs local files (bench/query.py --storage s3)", lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--storage", choices=["local", "s3"], default="local")
     args = parser.parse_args()
+    if args.storage == "s3":
+        main_storage(args)
+        return
     results = [bench_size(rows, args.runs) for rows in args.sizes]
     lines = [
         f"Seed view (`SEED_VIEW_NQL`) as a materialize-view job (stats off) vs the hand-written "

@@ -19,4 +19,7 @@ $py bench/throughput.py
 $py bench/latency.py
 $py bench/query.py
 $py bench/paging.py
+$py bench/query.py --storage s3
+$py bench/paging.py --storage s3
+$py bench/download.py
 $py bench/faults.py --scenario all

@@ -26,7 +26,7 @@ def compose() -> dict[str, Any]:
 
 
 def test_services_present(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == DATAPLANE_SERVICES | {"redis", "postgres"}
+    assert set(compose["services"]) == DATAPLANE_SERVICES | {"redis", "postgres", "s3", "create-bucket"}
 
 
 def test_one_image_built_from_the_repo_dockerfile(compose: dict[str, Any]) -> None:
@@ -69,12 +69,36 @@ def test_configuration_only_through_dataplane_env(compose: dict[str, Any]) -> No
             assert key.removeprefix("DATAPLANE_").lower() in fields, f"{key} is not a setting"
         assert env["DATAPLANE_DATABASE_URL"].startswith("postgresql://")
         assert env["DATAPLANE_BROKER_URL"].startswith("redis://redis:")
-        assert "dataplane-data:/data" in compose["services"][name]["volumes"]
+
+
+def test_hosts_share_only_the_bucket(compose: dict[str, Any]) -> None:
+    """No shared data volume: snapshots live in the s3 service's bucket, reached by URL."""
+    services = compose["services"]
+    for name in DATAPLANE_SERVICES:
+        service = services[name]
+        assert not service.get("volumes"), f"{name} mounts a volume: hosts must share no filesystem"
+        env = service["environment"]
+        settings = Settings(**{key.removeprefix("DATAPLANE_").lower(): value for key, value in env.items()
+                               if key.startswith("DATAPLANE_S3_") or key == "DATAPLANE_STORAGE_URL"})
+        assert settings.storage_url.startswith("s3://"), name
+        assert env["DATAPLANE_S3_ENDPOINT_URL"] == "http://s3:8333", name
+    assert "s3-data:/data" in services["s3"]["volumes"]
+    assert "dataplane-data" not in compose.get("volumes", {})
+    # The bucket exists before any process that checks storage at start.
+    bucket = compose["services"]["create-bucket"]
+    assert bucket["depends_on"]["s3"]["condition"] == "service_healthy"
+    assert "s3.bucket.create -name dataplane" in " ".join(bucket["command"])
+    assert compose["x-dataplane-env"]["DATAPLANE_STORAGE_URL"] == "s3://dataplane/snapshots"
+    for name in ("api", "scheduler", "worker-shared", "worker-dedicated"):
+        assert services[name]["depends_on"]["create-bucket"]["condition"] == "service_completed_successfully"
+    # Credentials come from the operator's environment, and the bucket server is given the same.
+    config = compose["configs"]["seaweedfs-s3"]["content"]
+    assert "${DATAPLANE_S3_ACCESS_KEY_ID" in config and "${DATAPLANE_S3_SECRET_ACCESS_KEY" in config
 
 
 def test_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in LONG_RUNNING | {"redis", "postgres"}:
+    for name in LONG_RUNNING | {"redis", "postgres", "s3"}:
         check = services[name]["healthcheck"]
         assert check["test"][0] in ("CMD", "CMD-SHELL") and check["interval"] and check["retries"] >= 1, name
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
