@@ -37,6 +37,7 @@ from shared.errors import (
     JobNotCompleted,
     NotFound,
     NQLError,
+    ResultExpired,
     UserError,
 )
 
@@ -48,6 +49,7 @@ _STATUS: tuple[tuple[type[DataplaneError], int], ...] = (
     (AccessDenied, 403),
     (NQLError, 400),
     (NotFound, 404),
+    (ResultExpired, 410),
     (UserError, 400),
     (InfrastructureError, 503),
 )

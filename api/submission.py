@@ -7,6 +7,7 @@ gets the very message of a missing one (the catalog cannot tell them apart).
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
@@ -74,9 +75,11 @@ def warm_up() -> None:
     _compiler.submit(compile_nql, "EXPLAIN SELECT 1 AS warm_up", StaticCatalog(())).result()
 
 
-def submit(session: Session, principal: Principal, body: RunRequest) -> tuple[Job, bool]:
+def submit(session: Session, principal: Principal, body: RunRequest,
+           job_id: uuid.UUID | None = None) -> tuple[Job, bool]:
     """Compile, then create the job (or find the one with this idempotency key).
-    Returns (job, created)."""
+    Returns (job, created). `job_id`: the new job's id when the caller chose it (TD's
+    interactive queries name their result dataset after it)."""
     cluster = _cluster(body)
     compiled = compile_statement(session, principal, body.nql)
     if compiled.kind is StatementKind.SELECT:
@@ -96,6 +99,7 @@ def submit(session: Session, principal: Principal, body: RunRequest) -> tuple[Jo
         tags=(*(view.tags if view else ()), *body.tags),
         compute_pool_id=body.compute_pool_id, execution_cluster=cluster.value,
         priority=body.priority, retry_limit=body.retry_limit,
+        job_id=job_id or uuid.uuid4(),
     )
     return create_job(session, new)
 
