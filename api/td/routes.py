@@ -225,7 +225,7 @@ def _primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 @router.get("/job/result/{job_id}", summary="A completed job's result, streamed",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse, responses=errors.GONE)
 def result(
     job_id: str, request: Request, principal: TdPrincipal, store: StoreDep,
     storage: StorageDep, settings: SettingsDep,
