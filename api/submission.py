@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.models.requests import RunRequest
-from shared.errors import DatasetNotFound, InvalidRequest
+from shared.errors import InvalidRequest
 from shared.nql import (
     CompiledQuery,
     MaterializedViewSpec,
@@ -124,19 +124,16 @@ def view_options(view: MaterializedViewSpec) -> dict[str, Any]:
 def validate(session: Session, principal: Principal, nql: str) -> dict[str, Any]:
     """The statement's kind, output columns and view options; raises its first NQLError.
 
-    Column types come from compiling against the caller's datasets; when a dataset does
-    not resolve the statement is still valid NQL and the types are null."""
+    It answers what `/nql/run` would: column types come from compiling against the
+    caller's datasets, and an unknown dataset (or another company's) is the same 400
+    naming it. A bare SELECT validates as kind `select` (TD's surface runs it)."""
     verdict = validate_nql(nql)
     if verdict.problems:
         raise verdict.problems[0]
     assert verdict.kind is not None
     check_schedule(verdict.view)
-    columns: list[dict[str, Any]]
-    try:
-        compiled = compile_statement(session, principal, nql)
-        columns = [{"name": c.name, "type": c.duckdb_type} for c in compiled.output_columns]
-    except DatasetNotFound:
-        columns = [{"name": name, "type": None} for name in verdict.output_columns]
+    compiled = compile_statement(session, principal, nql)
+    columns = [{"name": c.name, "type": c.duckdb_type} for c in compiled.output_columns]
     return {
         "kind": verdict.kind.value,
         "valid": True,
