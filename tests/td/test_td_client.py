@@ -96,6 +96,13 @@ def test_raw_wire_fields_and_formats(stack: Stack) -> None:
                               params={"format": "json", "header": "True"}).text.splitlines()
         assert json.loads(json_lines[0]) == ["h", "ts"] and json.loads(json_lines[1]) == rows[0]
         assert http.get(f"/v3/job/statistics/{job.job_id}").json() == {"records_inserted": "300"}
+        shown = http.get(f"/v3/job/show/{job.job_id}").json()
+        assert shown["hive_result_schema"] == '[["h", "int"], ["ts", "timestamp"]]'
+        assert shown["result"] == "" and shown["debug"]["stderr"] is None
+        listed = http.get("/v3/job/list", params={"from": 0, "to": 0}).json()
+        assert listed["from"] == 0 and listed["to"] == 0 and len(listed["jobs"]) == 1
+        killed = http.post(f"/v3/job/kill/{job.job_id}").json()  # finished: nothing changes
+        assert killed == {"job_id": job.job_id, "former_status": "success", "status": "success"}
         # Bearer works too; a urlencoded body and a JSON body are accepted.
         bearer = {"Authorization": f"Bearer {stack.key}"}
         assert http.get(f"/v3/job/status/{job.job_id}", headers=bearer).status_code == 200
@@ -146,3 +153,13 @@ def test_pytd_rest_path(stack: Stack) -> None:
         assert hive["data"] == answer["data"]
     finally:
         client.close()
+
+
+def test_failed_query_shows_its_error(stack: Stack) -> None:
+    bad = ('SELECT CAST("mobile_id_unique_identifier"."value" AS INTEGER) AS n FROM seed')
+    with stack.client() as td:
+        job = td.query("company_data", bad, type="presto")
+        finished(job, stack)
+        assert job.status() == "error"
+        shown = td.api.show_job(job.job_id)
+        assert shown["debug"]["stderr"] and shown["hive_result_schema"] is None
