@@ -21,6 +21,7 @@ from api.td.query import to_nql
 from api.td.wire import STATES_OF_STATUS, show_fields, status_fields, td_status
 from shared.config import Settings
 from shared.errors import InvalidRequest, JobNotFound
+from shared.export_target import encrypt_credentials, parse_result_url, require_secret_key
 from shared.nudge import nudge_dispatcher
 from shared.results import result_rows
 from shared.storage import Storage
@@ -67,8 +68,9 @@ def _issue(store: Store, settings: Settings, principal: Principal, job_type: str
     query = form.get("query", "")
     if not query.strip():
         raise InvalidRequest("query is required")
-    if form.get("result"):
-        raise InvalidRequest("Result export (the result parameter) is not supported yet")
+    target = parse_result_url(form["result"]) if form.get("result") else None
+    if target is not None:
+        require_secret_key(settings)  # a clear 400 now, not a failed export later
     pool = form.get("pool_name") or None
     try:
         pool_id = uuid.UUID(pool) if pool else None
@@ -87,8 +89,15 @@ def _issue(store: Store, settings: Settings, principal: Principal, job_type: str
     with store.unit_of_work() as session:
         job, created = submit(session, principal, body, job_id=job_id)
         if created:
-            add_td_job(session, job_id=job.id, company_id=principal.company_id, td_type=job_type,
-                       query=query, database=database, interactive=statement.interactive)
+            row = add_td_job(session, job_id=job.id, company_id=principal.company_id,
+                             td_type=job_type, query=query, database=database,
+                             interactive=statement.interactive)
+            if target is not None:
+                # The scheduler's result-exports duty makes the export job once this completes.
+                row.result_url_encrypted = encrypt_credentials(settings, target.credentials)
+                row.result_url_redacted = target.location.redacted()
+                row.export_spec = {"source": {"kind": "job", "job_id": str(job.id)},
+                                   "location": target.location.to_json()}
         answer = {"job": str(job.id), "job_id": str(job.id), "database": database}
     if created:
         nudge_dispatcher(settings)

@@ -99,8 +99,9 @@ def show_fields(session: Session, storage: Storage, job: Job, td: TdJob | None,
         "organization": None,
         "priority": job.priority,
         "retry_limit": job.retry_limit,
-        # "" unless the job exports its result: a non-empty string is a result URL to the client.
-        "result": (td.result_url_redacted or "") if td is not None else "",
+        # Always "": td-client iterates a non-empty `result` as if it were the rows. The
+        # export target, redacted, is in result_url.
+        "result": "",
         "result_url": (td.result_url_redacted or "") if td is not None else "",
         "hive_result_schema": _schema(session, job),
         "linked_result_export_job_id": _id(td.linked_result_export_job_id) if td else None,

@@ -237,6 +237,8 @@ class TdJob(Base):
     # A result export target: the URL Fernet-encrypted, and its redacted form for answers.
     result_url_encrypted: Mapped[str | None] = mapped_column(Text)
     result_url_redacted: Mapped[str | None] = mapped_column(Text)
+    # An export job's non-secret plan: source, bucket, prefix, format, endpoint, time range.
+    export_spec: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     linked_result_export_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     result_export_target_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

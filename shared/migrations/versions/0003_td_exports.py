@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import shared.store.types
 
@@ -32,6 +33,7 @@ def upgrade() -> None:
     sa.Column('result_expired_at', shared.store.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('result_url_encrypted', sa.Text(), nullable=True),
     sa.Column('result_url_redacted', sa.Text(), nullable=True),
+    sa.Column('export_spec', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('linked_result_export_job_id', sa.Uuid(), nullable=True),
     sa.Column('result_export_target_job_id', sa.Uuid(), nullable=True),
     sa.Column('created_at', shared.store.types.UTCDateTime(timezone=True), nullable=False),
