@@ -1,8 +1,9 @@
 """Retention of interactive query results (the TD surface's bare SELECTs).
 
 Such a query writes a result dataset of its own; DATAPLANE_QUERY_RESULT_TTL_SECONDS after
-the job ended, this duty deletes that dataset's data objects and the job's msgpack.gz, then
-marks the result expired. The API answers 410 Gone from the TTL on, whether or not this
+the job ended, this duty deletes that dataset's data objects and the job's msgpack.gz, then,
+in one transaction, the dataset's rows (so no query can name it and find its files gone)
+and marks the result expired. The API answers 410 Gone from the TTL on, whether or not this
 duty has passed yet. Deleting before marking makes a crash in between harmless: the next
 run deletes again (missing objects are fine) and marks.
 """
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from shared.config import Settings
 from shared.storage import Storage
 from shared.store import Store
-from shared.store.models import Snapshot
-from shared.store.td import due_for_expiry, mark_expired
+from shared.store.models import Dataset, Snapshot
+from shared.store.td import RESULT_DATASET_PREFIX, due_for_expiry, mark_expired
 from shared.td_results import gz_key
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,17 @@ class ResultTtl:
         ttl = self.settings.query_result_ttl_seconds
         with self.store.unit_of_work() as session:
             due = due_for_expiry(session, ttl)
-            datasets = {row.dataset_id for row in due if row.dataset_id is not None}
+            # Only datasets named after an interactive job (its own), never a user's.
+            candidates = {row.dataset_id for row in due if row.dataset_id is not None}
+            owned = list(session.scalars(select(Dataset.id).where(
+                Dataset.id.in_(candidates), Dataset.name.like(f"{RESULT_DATASET_PREFIX}%"))))
             files = [name for names in session.scalars(
-                select(Snapshot.files).where(Snapshot.dataset_id.in_(datasets))) for name in names
-            ] if datasets else []
+                select(Snapshot.files).where(Snapshot.dataset_id.in_(owned))) for name in names]
         if not due:
             return 0
-        # The result dataset is the job's own (named after it): all its objects go.
         self.storage.delete([*files, *(gz_key(row.job_id) for row in due)])
         with self.store.unit_of_work() as session:
+            if owned:
+                session.execute(delete(Snapshot).where(Snapshot.dataset_id.in_(owned)))
+                session.execute(delete(Dataset).where(Dataset.id.in_(owned)))
             return mark_expired(session, [row.job_id for row in due])

@@ -13,7 +13,7 @@ from sqlglot import exp
 from shared.errors import NotFound
 from shared.nql.dialect import NQL, Explain, MaterializedView
 from shared.nql.syntax import parse_statement
-from shared.store.td import INTERACTIVE_TAG
+from shared.store.td import INTERACTIVE_TAG, RESULT_DATASET_PREFIX
 
 NAMESPACE = "company_data"
 
@@ -29,7 +29,7 @@ class TdStatement:
 
 
 def result_dataset_name(job_id: uuid.UUID) -> str:
-    return f"td_result_{job_id.hex}"
+    return f"{RESULT_DATASET_PREFIX}{job_id.hex}"
 
 
 def _qualify(tree: exp.Expr) -> bool:

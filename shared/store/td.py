@@ -17,6 +17,8 @@ from shared.store.models import Job, TdJob
 from shared.store.types import utcnow
 
 INTERACTIVE_TAG = "interactive"
+# An interactive query's result dataset is named f"{RESULT_DATASET_PREFIX}{job_id.hex}".
+RESULT_DATASET_PREFIX = "td_result_"
 
 
 def add_td_job(session: Session, *, job_id: uuid.UUID, company_id: int, td_type: str,

@@ -49,6 +49,14 @@ def test_interactive_results_expire(stack: Stack) -> None:
     def deleted() -> bool:
         return not any(_exists(stack, key) for key in [*dataset_files, gz_key(job.job_id)])
     wait_for(deleted, timeout=30, message=f"expired result deleted\n{stack.logs()}")
+    with stack.http() as http:
+        bearer = {"Authorization": f"Bearer {stack.key}"}
+        dataset_id = http.get(f"/jobs/{job.job_id}", headers=bearer).json()["input"]["dataset_id"]
+        wait_for(lambda: http.get(f"/datasets/{dataset_id}", headers=bearer).status_code == 404,
+                 timeout=30, message="expired result dataset removed")
+        # The job itself stays, and says what became of its result.
+        shown = http.get(f"/v3/job/show/{job.job_id}").json()
+        assert shown["status"] == "success" and shown["result_expired"] is True
 
 
 def _result_files(stack: Stack, job_id: str) -> list[str]:
