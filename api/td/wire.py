@@ -45,6 +45,8 @@ def _num_records(session: Session, job: Job) -> int | None:
         return None
     if job.type == JobType.NQL_FORECAST:
         return 1
+    if job.type == JobType.EXPORT:  # the rows written to the target
+        return int((job.result or {}).get("rows", 0))
     snapshot = snapshot_of_job(session, job.id)
     return snapshot.added_rows if snapshot is not None else 0
 

@@ -11,7 +11,6 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -207,9 +206,40 @@ def test_refused_credentials_fail_once_with_a_readable_message(stack: Stack, tar
         assert secret not in place and target.secret not in place
 
 
-def test_no_secret_key_makes_an_export_request_400(stack: Stack, tmp_path: Path) -> None:
-    """(The stack here has a key; the in-process test covers a server without one.)"""
+def test_a_bad_result_url_is_a_400(stack: Stack) -> None:
+    """(A server without DATAPLANE_SECRET_KEY: see test_td_units.py.)"""
     with stack.http() as http:
         bad = http.post("/v3/job/result_export/00000000-0000-0000-0000-000000000000",
                         data={"result": "ftp://x"})
         assert bad.status_code == 400
+
+
+def test_table_export_within_a_time_range(stack: Stack, target: Target):
+    with stack.client() as td:
+        view = td.query("company_data", 'CREATE MATERIALIZED VIEW "timed" AS SELECT '
+                        'CAST(epoch("event_timestamp") AS BIGINT) AS "time", '
+                        '"timestamp_object"."hour" AS h FROM seed', type="presto")
+        finished(view, stack)
+        assert view.success(), view.debug
+        bounds = td.query("company_data", 'SELECT min("time") AS lo, max("time") AS hi FROM timed',
+                          type="presto")
+        finished(bounds, stack)
+        ((lo, hi),) = list(bounds.result())
+        middle = (lo + hi) // 2
+        counted = td.query("company_data", 'SELECT count(*) AS n FROM timed WHERE '
+                           f'"time" >= {lo + 1} AND "time" < {middle}', type="presto")
+        finished(counted, stack)
+        ((expected,),) = list(counted.result())
+    with stack.http() as http:
+        answer = http.post("/v3/export/run/company_data/timed", data={
+            "storage_type": "s3", "bucket": TARGET_BUCKET, "file_prefix": "timed",
+            "file_format": "csv", "access_key_id": target.key,
+            "secret_access_key": target.secret, "endpoint": f"http://{target.host}",
+            "from": str(lo + 1), "to": str(middle)})
+        assert answer.status_code == 200, answer.text
+    export = _wait_job(stack, answer.json()["job_id"])
+    assert export["status"] == "success", export["debug"]
+    (body,) = target.objects("timed/").values()
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
+    assert 0 < len(rows) == expected
+    assert all(lo + 1 <= int(r["time"]) < middle for r in rows)
