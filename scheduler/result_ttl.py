@@ -18,8 +18,7 @@ from shared.config import Settings
 from shared.storage import Storage
 from shared.store import Store
 from shared.store.models import Dataset, Snapshot
-from shared.store.td import RESULT_DATASET_PREFIX, due_for_expiry, mark_expired
-from shared.td_results import gz_key
+from shared.store.td import RESULT_DATASET_PREFIX, due_for_expiry, gz_key, mark_expired
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,8 @@ from sqlalchemy.orm import Session
 from shared.results import ResultRows, result_rows
 from shared.storage import ObjectExists, ObjectNotFound, Storage
 from shared.store.models import Job
-from shared.store.td import set_result_size, td_job
+from shared.store.td import gz_key, set_result_size, td_job
 
-RESULT_PREFIX = "td-results/"
 TD_DATE_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 
@@ -211,10 +210,6 @@ def encoded_chunks(rows: ResultRows, fmt: str, *, header: bool) -> Iterator[byte
 
 
 # -- the stored msgpack.gz ------------------------------------------------------------------
-
-def gz_key(job_id: uuid.UUID) -> str:
-    return f"{RESULT_PREFIX}{job_id}.msgpack.gz"
-
 
 def write_msgpack_gz(session: Session, storage: Storage, job: Job) -> int:
     """Write the job's msgpack.gz object (if not there yet); its byte length."""

@@ -32,10 +32,11 @@ from obstore.store import S3Store
 
 from shared.errors import InfrastructureError, InvalidRequest, UserError
 from shared.export_target import Credentials, Location, decrypt_credentials
-from shared.exports import location_of, source_tables
+from shared.exports import location_of
 from shared.store.jobs import complete
 from shared.store.models import TdJob
 from shared.td_results import td_value
+from worker.export_source import source_tables
 from worker.lifecycle import Outcome
 from worker.watch import RunStopped, StopReason
 

@@ -29,9 +29,16 @@ from shared.store import Store
 from shared.store.jobs import cancel, get_job
 from shared.store.listing import MAX_PER_PAGE, JobFilter, list_jobs
 from shared.store.models import Job
-from shared.store.td import INTERACTIVE_TAG, add_td_job, check_not_expired, td_job, td_jobs
+from shared.store.td import (
+    INTERACTIVE_TAG,
+    add_td_job,
+    check_not_expired,
+    gz_key,
+    td_job,
+    td_jobs,
+)
 from shared.store.tokens import Principal
-from shared.td_results import MEDIA_TYPES, encoded_chunks, ensure_msgpack_gz, gz_key
+from shared.td_results import MEDIA_TYPES, encoded_chunks, ensure_msgpack_gz
 
 router = APIRouter(prefix="/v3", tags=["treasure-data"], responses={
     **errors.BAD_REQUEST, **errors.UNAUTHORIZED, **errors.NOT_FOUND, **errors.DEFAULT})

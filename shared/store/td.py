@@ -19,6 +19,13 @@ from shared.store.types import utcnow
 INTERACTIVE_TAG = "interactive"
 # An interactive query's result dataset is named f"{RESULT_DATASET_PREFIX}{job_id.hex}".
 RESULT_DATASET_PREFIX = "td_result_"
+# A job's msgpack.gz result object (shared/td_results.py): no dataset prefix, so the orphan
+# sweep leaves it alone.
+RESULT_PREFIX = "td-results/"
+
+
+def gz_key(job_id: uuid.UUID) -> str:
+    return f"{RESULT_PREFIX}{job_id}.msgpack.gz"
 
 
 def add_td_job(session: Session, *, job_id: uuid.UUID, company_id: int, td_type: str,

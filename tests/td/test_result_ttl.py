@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from shared.storage import ObjectNotFound
-from shared.td_results import gz_key
+from shared.store.td import gz_key
 from tests.processes import wait_for
 from tests.td.stack import QUERY, Stack, finished, make_stack
 
