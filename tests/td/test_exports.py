@@ -243,3 +243,21 @@ def test_table_export_within_a_time_range(stack: Stack, target: Target):
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     assert 0 < len(rows) == expected
     assert all(lo + 1 <= int(r["time"]) < middle for r in rows)
+
+
+def test_an_unreachable_target_is_retried_then_fails(stack: Stack, target: Target):
+    with stack.client() as td:
+        job = td.query("company_data", QUERY, type="presto")
+        finished(job, stack)
+    dead = f"127.0.0.1:{free_port()}"
+    url = target.url("dead", "csv").replace(target.host, dead)
+    with stack.http() as http:
+        answer = http.post(f"/v3/job/result_export/{job.job_id}",
+                           data={"result": url, "retry_limit": "1"})
+        assert answer.status_code == 200, answer.text
+        export = _wait_job(stack, answer.json()["job_id"], timeout=120)
+        ours = http.get(f"/jobs/{export['job_id']}",
+                        headers={"Authorization": f"Bearer {stack.key}"}).json()
+    assert export["status"] == "error" and "could not be reached" in export["debug"]["stderr"]
+    assert ours["attempts"] == 2  # an infrastructure error: retried within retry_limit
+    assert f"s3://***@{dead}/{TARGET_BUCKET}/dead" in export["debug"]["stderr"]
