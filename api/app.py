@@ -14,6 +14,7 @@ import api.routes
 from api import errors, submission
 from api.deps import AppContext, single_valued_query
 from api.limits import BodyLimitMiddleware
+from api.td.paths import LeadingSlashes
 from shared.config import Settings
 from shared.store import Store
 
@@ -62,4 +63,5 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=context.settings.api_max_body_bytes)
     for router in routers():
         app.include_router(router)
+    app.add_middleware(LeadingSlashes)  # td-client's `//v3/...` (api/td/paths.py)
     return app

@@ -37,6 +37,7 @@ from shared.errors import (
     JobNotCompleted,
     NotFound,
     NQLError,
+    ResultExpired,
     UserError,
 )
 
@@ -48,6 +49,7 @@ _STATUS: tuple[tuple[type[DataplaneError], int], ...] = (
     (AccessDenied, 403),
     (NQLError, 400),
     (NotFound, 404),
+    (ResultExpired, 410),
     (UserError, 400),
     (InfrastructureError, 503),
 )
@@ -169,3 +171,5 @@ RESULTS_BAD_REQUEST: Responses = {400: _json(Problem | JobResultsError,
                                   "Job not completed (Dremio body) or invalid request")}
 # Anything else (503 store unavailable, 500 bug) still answers a Problem body.
 DEFAULT: Responses = {"default": _json(Problem, "Unexpected error")}
+GONE: Responses = {410: _json(Problem, "The result of an interactive query expired "
+                                       "(DATAPLANE_QUERY_RESULT_TTL_SECONDS)")}

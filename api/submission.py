@@ -7,6 +7,7 @@ gets the very message of a missing one (the catalog cannot tell them apart).
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.models.requests import RunRequest
-from shared.errors import DatasetNotFound, InvalidRequest
+from shared.errors import InvalidRequest
 from shared.nql import (
     CompiledQuery,
     MaterializedViewSpec,
@@ -74,9 +75,11 @@ def warm_up() -> None:
     _compiler.submit(compile_nql, "EXPLAIN SELECT 1 AS warm_up", StaticCatalog(())).result()
 
 
-def submit(session: Session, principal: Principal, body: RunRequest) -> tuple[Job, bool]:
+def submit(session: Session, principal: Principal, body: RunRequest,
+           job_id: uuid.UUID | None = None) -> tuple[Job, bool]:
     """Compile, then create the job (or find the one with this idempotency key).
-    Returns (job, created)."""
+    Returns (job, created). `job_id`: the new job's id when the caller chose it (TD's
+    interactive queries name their result dataset after it)."""
     cluster = _cluster(body)
     compiled = compile_statement(session, principal, body.nql)
     if compiled.kind is StatementKind.SELECT:
@@ -96,6 +99,7 @@ def submit(session: Session, principal: Principal, body: RunRequest) -> tuple[Jo
         tags=(*(view.tags if view else ()), *body.tags),
         compute_pool_id=body.compute_pool_id, execution_cluster=cluster.value,
         priority=body.priority, retry_limit=body.retry_limit,
+        job_id=job_id or uuid.uuid4(),
     )
     return create_job(session, new)
 
@@ -120,19 +124,16 @@ def view_options(view: MaterializedViewSpec) -> dict[str, Any]:
 def validate(session: Session, principal: Principal, nql: str) -> dict[str, Any]:
     """The statement's kind, output columns and view options; raises its first NQLError.
 
-    Column types come from compiling against the caller's datasets; when a dataset does
-    not resolve the statement is still valid NQL and the types are null."""
+    It answers what `/nql/run` would: column types come from compiling against the
+    caller's datasets, and an unknown dataset (or another company's) is the same 400
+    naming it. A bare SELECT validates as kind `select` (TD's surface runs it)."""
     verdict = validate_nql(nql)
     if verdict.problems:
         raise verdict.problems[0]
     assert verdict.kind is not None
     check_schedule(verdict.view)
-    columns: list[dict[str, Any]]
-    try:
-        compiled = compile_statement(session, principal, nql)
-        columns = [{"name": c.name, "type": c.duckdb_type} for c in compiled.output_columns]
-    except DatasetNotFound:
-        columns = [{"name": name, "type": None} for name in verdict.output_columns]
+    compiled = compile_statement(session, principal, nql)
+    columns = [{"name": c.name, "type": c.duckdb_type} for c in compiled.output_columns]
     return {
         "kind": verdict.kind.value,
         "valid": True,

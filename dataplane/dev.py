@@ -78,6 +78,17 @@ def write_sample_request(settings: Settings) -> Path:
     return path
 
 
+def ensure_secret_key(settings: Settings) -> str:
+    """The data dir's Fernet key (`secret.key`, owner-only), made on first use."""
+    from cryptography.fernet import Fernet
+
+    path = settings.resolved_data_dir / "secret.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
 def _spawn(args: list[str], env: dict[str, str], log_dir: Path, name: str) -> subprocess.Popen[bytes]:
     log = (log_dir / f"{name}.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "dataplane", *args], env=env, stdout=log,
@@ -117,6 +128,8 @@ def dev(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     env = dict(os.environ)
     env["DATAPLANE_DATA_DIR"] = str(settings.resolved_data_dir)
+    if settings.secret_key is None:  # exports encrypt target credentials with it
+        env["DATAPLANE_SECRET_KEY"] = ensure_secret_key(settings)
     env["PYTHONUNBUFFERED"] = "1"
     log_dir = settings.resolved_data_dir / "logs"
     log_dir.mkdir(exist_ok=True)

@@ -21,6 +21,8 @@ from scheduler.orphans import OrphanFiles
 from scheduler.producer import CeleryPublisher
 from scheduler.publisher import Publisher
 from scheduler.reaper import Reaper
+from scheduler.result_exports import ResultExports
+from scheduler.result_ttl import ResultTtl
 from scheduler.runner import Duty, Runner
 from scheduler.schedules import RefreshSchedules
 from shared.config import Settings
@@ -48,6 +50,8 @@ def build_duties(settings: Settings, store: Store, publisher: Publisher) -> list
         Reaper(settings=settings, store=store, actor=actor_name("reaper")),
         RefreshSchedules(store, settings),
         OrphanFiles(settings=settings, store=store, storage=Storage.from_settings(settings)),
+        ResultTtl(settings=settings, store=store, storage=Storage.from_settings(settings)),
+        ResultExports(settings=settings, store=store, actor=actor_name("result-exports")),
     ]
     if settings.scheduler_liveness_file is not None:
         duties.append(Liveness(settings.scheduler_liveness_file))

@@ -92,6 +92,16 @@ class Settings(BaseSettings):
         default=None,
         description="If set, the scheduler touches this file on every loop (container healthchecks).")
 
+    # Treasure Data surface (api/td): an interactive query's result (a bare SELECT) is
+    # deleted this long after the job ended, then answers 410 Gone.
+    query_result_ttl_seconds: int = Field(
+        default=86400, ge=1, description="Lifetime of an interactive query's result.")
+    result_ttl_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often the scheduler deletes expired query results.")
+    secret_key: SecretStr | None = Field(
+        default=None, description="Fernet key encrypting export target credentials at rest "
+                                  "(never logged or shown).")
+
     @field_validator("database_url")
     @classmethod
     def _psycopg3(cls, url: str) -> str:

@@ -144,3 +144,9 @@ class JobTimedOut(DataplaneError):
     """The job ran past its time limit."""
 
     title = "Timed Out"
+
+
+class ResultExpired(UserError):
+    """The result of an interactive query outlived its TTL: its data is deleted (410)."""
+
+    title = "Gone"

@@ -27,6 +27,7 @@ class JobState(StrEnum):
 class JobType(StrEnum):
     MATERIALIZE_VIEW = "materialize-view"
     NQL_FORECAST = "nql-forecast"
+    EXPORT = "export"  # a result or dataset export to an S3 target (api/td, worker/export.py)
 
 
 class ExecutionCluster(StrEnum):

@@ -155,6 +155,9 @@ def _target(run: Run, compiled: CompiledQuery) -> Target:
 
 
 def _execute(run: Run) -> Outcome:
+    if run.job.type == JobType.EXPORT:  # no NQL to run: read, write, upload (worker/export.py)
+        from worker.export import run_export
+        return run_export(run)
     plan = prepare(run)
     run.watcher.check()
     directories: list[Path] = [*input_directories(plan.inputs), run.staging.root]

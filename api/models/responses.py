@@ -60,6 +60,14 @@ class ForecastResult(BaseModel):
     rows_upper: int | None = Field(default=None, description="When sampled")
 
 
+class ExportResult(BaseModel):
+    """An `export` job's: the objects written to the target, their rows and bytes."""
+
+    files: list[str]
+    rows: int
+    bytes: int
+
+
 class JobFailure(BaseModel):
     message: str
     timestamp: str
@@ -84,7 +92,7 @@ class Job(BaseModel):
     input: JobInput
     executor: str | None
     idempotency_key: str
-    result: MaterializeViewResult | ForecastResult | None
+    result: MaterializeViewResult | ForecastResult | ExportResult | None
     failures: list[JobFailure]
     tags: list[str]
     compute_pool_id: uuid.UUID | None

@@ -212,3 +212,35 @@ class RefreshSchedule(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_refresh_schedules_due", "status", "next_run_at"),)
+
+
+class TdJob(Base):
+    """What the Treasure Data surface (`/v3/job/*`) knows of a job beyond our own columns:
+    the query as the client sent it (a SELECT runs wrapped in a materialize-view), its
+    database and engine type, and the life of an interactive query's result."""
+
+    __tablename__ = "td_jobs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    company_id: Mapped[int] = mapped_column(BigInteger)
+    td_type: Mapped[str] = mapped_column(String(16))
+    query: Mapped[str] = mapped_column(Text)
+    database: Mapped[str] = mapped_column(String(255))
+    # A bare SELECT: its result dataset is the job's own and expires.
+    interactive: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Byte length of the msgpack.gz result, once it has been written (TD's result_size).
+    result_size: Mapped[int | None] = mapped_column(BigInteger)
+    # Set by the retention duty once the result's data objects are deleted.
+    result_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A result export target: the URL Fernet-encrypted, and its redacted form for answers.
+    result_url_encrypted: Mapped[str | None] = mapped_column(Text)
+    result_url_redacted: Mapped[str | None] = mapped_column(Text)
+    # An export job's non-secret plan: source, bucket, prefix, format, endpoint, time range.
+    export_spec: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    linked_result_export_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    result_export_target_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_td_jobs_expiry", "interactive", "result_expired_at"),)

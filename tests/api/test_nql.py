@@ -182,11 +182,24 @@ def test_validate_types_the_output_when_datasets_resolve(client, auth):
     assert body["view"]["write_mode"] == "append"
 
 
-def test_validate_accepts_a_bare_select_and_unknown_datasets_untyped(client, auth):
-    body = client.post("/nql/validate", json={"nql": 'SELECT "a", "b" AS c FROM company_data.x'},
-                       headers=auth).json()
+def test_validate_types_a_bare_select(client, auth):
+    body = client.post("/nql/validate", headers=auth, json={
+        "nql": 'SELECT "user_id", "amount" AS a FROM company_data.events'}).json()
     assert body == {"kind": "select", "valid": True, "view": None,
-                    "output_columns": [{"name": "a", "type": None}, {"name": "c", "type": None}]}
+                    "output_columns": [{"name": "user_id", "type": "BIGINT"},
+                                       {"name": "a", "type": "DOUBLE"}]}
+    # ... while /nql/run still refuses it.
+    assert client.post("/nql/run", headers=auth, json={
+        "nql": 'SELECT "user_id" FROM company_data.events'}).status_code == 400
+
+
+@pytest.mark.parametrize("table", ["company_data.x", 'company_data."202"'])
+def test_validate_names_an_unknown_or_foreign_dataset(client, auth, table):
+    response = client.post("/nql/validate", headers=auth,
+                           json={"nql": f'SELECT "a", "b" AS c FROM {table}'})
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert table.split(".")[1].strip('"') in detail and "does not exist" in detail
 
 
 def test_validate_reports_nql_errors_with_position(client, auth):
