@@ -118,6 +118,8 @@ def dev(ctx: click.Context, host: str | None, port: int | None) -> None:
     env = dict(os.environ)
     env["DATAPLANE_DATA_DIR"] = str(settings.resolved_data_dir)
     env["PYTHONUNBUFFERED"] = "1"
+    # Dev receivers live on localhost: allow http:// and loopback webhook URLs (issue 16).
+    env.setdefault("DATAPLANE_WEBHOOK_ALLOW_PRIVATE", "true")
     log_dir = settings.resolved_data_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     children: dict[str, subprocess.Popen[bytes]] = {}

@@ -23,6 +23,7 @@ from scheduler.publisher import Publisher
 from scheduler.reaper import Reaper
 from scheduler.runner import Duty, Runner
 from scheduler.schedules import RefreshSchedules
+from scheduler.webhooks import WebhookRelay
 from shared.config import Settings
 from shared.nudge import NudgeListener
 from shared.storage import Storage
@@ -48,6 +49,7 @@ def build_duties(settings: Settings, store: Store, publisher: Publisher) -> list
         Reaper(settings=settings, store=store, actor=actor_name("reaper")),
         RefreshSchedules(store, settings),
         OrphanFiles(settings=settings, store=store, storage=Storage.from_settings(settings)),
+        WebhookRelay(settings=settings, store=store),
     ]
     if settings.scheduler_liveness_file is not None:
         duties.append(Liveness(settings.scheduler_liveness_file))
