@@ -122,3 +122,17 @@ def test_allow_private_admits_http_and_loopback_but_never_metadata(
     answer = private_client.post("/webhooks", json={"name": "n",
                                  "url": "http://169.254.169.254/"}, headers=auth)
     assert answer.status_code == 400 and "(metadata)" in answer.json()["detail"]
+
+
+def test_metrics_count_deliveries_by_outcome_and_the_oldest_undelivered(
+        client: TestClient, auth: dict[str, str], pg_store: Store) -> None:
+    _sub(client, auth)
+    with pg_store.unit_of_work() as session:
+        create_job(session, NewJob(company_id=1, user_id=11, type="nql-forecast",
+                                   nql="EXPLAIN SELECT 1"))
+    text = client.get("/metrics").text
+    assert 'dataplane_webhook_deliveries{outcome="pending"} 1' in text
+    assert 'dataplane_webhook_deliveries{outcome="delivered"} 0' in text
+    age = next(line for line in text.splitlines()
+               if line.startswith("dataplane_webhook_oldest_undelivered_age_seconds "))
+    assert float(age.split()[1]) >= 0
