@@ -70,8 +70,7 @@ def address_rule(address: IPAddress) -> str | None:
     return None
 
 
-def check_url(url: str, *, allow_private: bool,
-              resolver: Resolver = system_resolver) -> Target:
+def check_url(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> Target:
     """The checked target of `url`, or UnsafeWebhookUrl naming the broken rule."""
     try:
         parts = urlsplit(url)
@@ -97,7 +96,7 @@ def check_url(url: str, *, allow_private: bool,
         addresses = [str(literal)]
     else:
         try:
-            addresses = resolver(host, port)
+            addresses = (resolver or system_resolver)(host, port)
         except OSError as error:
             raise UnsafeWebhookUrl("host", f"{host} does not resolve ({error})") from error
         if not addresses:

@@ -20,8 +20,8 @@ from shared.config import Settings
 from shared.queues import WEBHOOK_TASK
 from shared.store import Store
 from shared.store.webhooks import PENDING, RetryPolicy, next_in_chain, record_outcome, take_lease
+from shared.webhook_sender import post_event
 from shared.webhook_signing import event_body
-from worker.webhook_sender import post_event
 
 log = logging.getLogger(__name__)
 MAX_CHAIN = 100  # events of one job sent back to back by one task, at most

@@ -55,6 +55,7 @@ def main(directory: Path) -> None:
             record = {"path": self.path, "event_id": event_id, "arrived": arrived,
                       "verified": verified, "status": status,
                       "content_type": self.headers.get("Content-Type"),
+                      "host": self.headers.get("Host"),
                       "body": json.loads(body) if body else None}
             with lock:
                 log.write(json.dumps(record) + "\n")
