@@ -48,6 +48,9 @@ def webhooks(ctx: click.Context, concurrency: int | None, loglevel: str,
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
     threads = concurrency or settings.webhook_delivery_concurrency
+    # Deliveries are short and lease-protected: let each thread have a few messages waiting
+    # (the job workers' one-at-a-time reservation would add a poll's delay to every event).
+    app.conf.update(worker_disable_prefetch=False, worker_prefetch_multiplier=4)
     node = f"{WEBHOOKS_QUEUE}.{os.getpid()}@{socket.gethostname()}"
     app.worker_main([
         "worker", "--queues", WEBHOOKS_QUEUE, "--pool", "threads", "--concurrency", str(threads),

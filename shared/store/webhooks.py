@@ -177,16 +177,15 @@ def lease_for_sending(session: Session, *, lease_seconds: float, limit: int = 20
         select(d.id).where(d.status == PENDING, d.next_attempt_at <= now, _unleased(now),
                            _is_head(d))
         .order_by(d.id).limit(limit)))
-    leased = []
-    until = now + timedelta(seconds=lease_seconds)
-    for delivery_id in due:
-        token = uuid.uuid4()
-        won = execute_dml(session, update(d).where(
-            d.id == delivery_id, d.status == PENDING, _unleased(now))
-            .values(lease_token=token, leased_until=until))
-        if won:
-            leased.append((delivery_id, token))
-    return leased
+    if not due:
+        return []
+    # One token for the batch: a task must present (id, token), so it still names one row.
+    token = uuid.uuid4()
+    won = session.scalars(update(d).where(d.id.in_(due), d.status == PENDING, _unleased(now))
+                          .values(lease_token=token,
+                                  leased_until=now + timedelta(seconds=lease_seconds))
+                          .returning(d.id), execution_options={"synchronize_session": False})
+    return sorted((delivery_id, token) for delivery_id in won)
 
 
 @dataclass(frozen=True)
