@@ -33,8 +33,10 @@ def test_dev_mode_delivers_every_transition_signed(tmp_path: Path) -> None:
     try:
         url = dev.wait_for_line(r"^API:\s+(\S+)", timeout=180).group(1)
         token = dev.wait_for_line(r"^Token:\s+(\S+)", timeout=5).group(1)
+        def delivery_children() -> int:  # one per worker, started once it is ready
+            return sum("webhooks" in p.cmdline() for p in dev.descendants())
+        wait_for(lambda: delivery_children() == 2, timeout=60, message="two webhooks children")
         children = dev.descendants()
-        assert sum("webhooks" in p.cmdline() for p in children) == 2  # one per worker
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
                           timeout=30) as client:
             sub = client.post("/webhooks", json={"name": "dev", "url": receiver.url("/ok")})
