@@ -58,10 +58,40 @@ def webhooks(ctx: click.Context, concurrency: int | None, loglevel: str,
     ])
 
 
-def start_child(settings: Settings, loglevel: str) -> subprocess.Popen[bytes] | None:
+class DeliveryChild:
     """The webhooks process a `dataplane worker` runs beside its pool (same process group,
-    so stopping the worker's group stops it; it also exits when its parent is gone)."""
+    so stopping the worker's group stops it; it also exits when its parent is gone). Kept
+    alive: a child that dies (OOM kill, crash) is started again after a short pause."""
+
+    RESTART_PAUSE_SECONDS = 2.0
+
+    def __init__(self, loglevel: str) -> None:
+        self.loglevel = loglevel
+        self._stopping = threading.Event()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._keep_running, name="webhooks-child", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _keep_running(self) -> None:
+        while not self._stopping.is_set():
+            self.process = subprocess.Popen([
+                sys.executable, "-m", "dataplane", "webhooks", "--loglevel", self.loglevel,
+                "--parent-pid", str(os.getpid())])
+            self.process.wait()
+            if self._stopping.wait(self.RESTART_PAUSE_SECONDS):
+                return
+
+
+def start_child(settings: Settings, loglevel: str) -> DeliveryChild | None:
     if not settings.webhook_delivery_in_worker:
         return None
-    return subprocess.Popen([sys.executable, "-m", "dataplane", "webhooks",
-                             "--loglevel", loglevel, "--parent-pid", str(os.getpid())])
+    from celery.signals import worker_shutting_down
+
+    child = DeliveryChild(loglevel)
+    worker_shutting_down.connect(lambda **_: child.stop(), weak=False)
+    child.start()
+    return child

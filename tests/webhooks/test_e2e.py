@@ -303,3 +303,22 @@ def test_killing_the_delivery_process_mid_backlog_loses_nothing(
                 seen.add(request["event_id"])
                 firsts[request["body"]["job"]["job_id"]].append(request["body"]["state"])
         assert all(states == ["pending", "running", "completed"] for states in firsts.values())
+
+
+def test_a_killed_delivery_child_is_started_again(stack: Stack) -> None:
+    import psutil
+
+    worker = next(p for p in stack.cluster.processes if p.name.startswith("worker"))
+
+    def delivery_children() -> list[psutil.Process]:
+        return [p for p in psutil.Process(worker.pid).children()
+                if "webhooks" in p.cmdline()]
+    wait_for(lambda: len(delivery_children()) == 1, timeout=60, message="the delivery child")
+    first = delivery_children()[0]
+    first.kill()
+    wait_for(lambda: [p.pid for p in delivery_children()] not in ([], [first.pid]),
+             timeout=60, message="a new delivery child")
+    sub = stack.subscribe("/ok", states=["completed"])
+    job = stack.cluster.submit()
+    stack.cluster.wait_for_states([job], [JobState.COMPLETED], timeout=120)
+    assert [r.status for r in stack.wait_settled(sub, timeout=60)] == ["delivered"]
