@@ -206,6 +206,7 @@ class Send:
     state: str
     attempts: int
     created_at: datetime
+    subscription_failures: int  # the subscription's failures in a row when leased
 
 
 def take_lease(session: Session, delivery_id: int, token: uuid.UUID, *,
@@ -221,7 +222,8 @@ def take_lease(session: Session, delivery_id: int, token: uuid.UUID, *,
     if not won:
         return None
     row = session.execute(
-        select(d, s.url, s.secret, s.enabled).join(s, s.id == d.subscription_id)
+        select(d, s.url, s.secret, s.enabled, s.consecutive_failures)
+        .join(s, s.id == d.subscription_id)
         .where(d.id == delivery_id)).one()
     delivery: WebhookDelivery = row[0]
     if not row.enabled:
@@ -234,7 +236,8 @@ def take_lease(session: Session, delivery_id: int, token: uuid.UUID, *,
                 event_id=event_id(delivery.subscription_id, delivery.transition_id),
                 transition_id=delivery.transition_id, occurred_at=delivery.occurred_at,
                 job=json.loads(delivery.payload or "{}"), previous_state=delivery.previous_state,
-                state=delivery.state, attempts=delivery.attempts, created_at=delivery.created_at)
+                state=delivery.state, attempts=delivery.attempts, created_at=delivery.created_at,
+                subscription_failures=row.consecutive_failures)
 
 
 def next_in_chain(session: Session, send: Send, *, lease_seconds: float) -> tuple[int, uuid.UUID] | None:
@@ -305,7 +308,9 @@ def record_outcome(session: Session, send: Send, outcome: Outcome, policy: Retry
         d.id == send.delivery_id, d.status == PENDING, d.lease_token == send.token).values(**values))
     if not won:
         return ""
-    if status == DELIVERED:
+    # Skipped when the counter was 0 at lease time (one round trip less per event); a
+    # failure given up meanwhile then stays counted until the next success.
+    if status == DELIVERED and send.subscription_failures:
         execute_dml(session, update(s).where(s.id == send.subscription_id,
                                              s.consecutive_failures != 0)
                     .values(consecutive_failures=0))
