@@ -10,6 +10,8 @@ every API replica reports the same numbers).
     dataplane_refresh_schedules{status}, dataplane_refresh_schedules_overdue,
     dataplane_refresh_schedule_max_overdue_seconds   refresh schedules and their lateness
                                                      (from `api.routes.schedules`)
+    dataplane_webhook_deliveries{outcome}            webhook deliveries: pending, delivered, failed
+    dataplane_webhook_oldest_undelivered_age_seconds age of the oldest pending webhook event
 
 No per-company labels: the endpoint is for operators and leaks no tenant's data."""
 
@@ -27,6 +29,7 @@ from shared.queues import DEDICATED_QUEUE, SHARED_QUEUE
 from shared.states import JobState, JobType
 from shared.store.models import Job
 from shared.store.types import utcnow
+from shared.store.webhooks import delivery_counts
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -137,6 +140,20 @@ def queue_lines(settings: Settings) -> list[str]:
     return lines
 
 
+def webhook_lines(session: Session) -> list[str]:
+    """Webhook deliveries by outcome and the age of the oldest undelivered event (issue 16)."""
+    counts, age = delivery_counts(session)
+    lines = _family("dataplane_webhook_deliveries", "gauge",
+                    "Webhook deliveries by outcome (pending: not yet delivered nor given up).",
+                    (f"dataplane_webhook_deliveries{_labels(outcome=k)} {n}"
+                     for k, n in sorted(counts.items())))
+    lines += _family("dataplane_webhook_oldest_undelivered_age_seconds", "gauge",
+                     "Age of the oldest pending webhook event (0 when none).",
+                     [f"dataplane_webhook_oldest_undelivered_age_seconds {age:.3f}"])
+    return lines
+
+
 def render(session: Session, settings: Settings) -> str:
-    lines = [*job_lines(session), *schedule_lines(session, settings), *queue_lines(settings)]
+    lines = [*job_lines(session), *schedule_lines(session, settings), *queue_lines(settings),
+             *webhook_lines(session)]
     return "\n".join(lines) + "\n"

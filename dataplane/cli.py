@@ -25,6 +25,7 @@ _HELP = {
     "dev": "Run everything at once on embedded defaults.",
     "submit": "Submit an NQL file as a job.",
     "results": "Print a completed job's results.",
+    "webhooks": "Deliver webhook events (also started by each worker).",
 }
 _COMMANDS = {
     "db": "dataplane.store_cli:db",
@@ -37,6 +38,7 @@ _COMMANDS = {
     "dev": "dataplane.dev:dev",
     "submit": "dataplane.client_cli:submit",
     "results": "dataplane.client_cli:results",
+    "webhooks": "worker.webhooks_cli:webhooks",
 }
 
 

@@ -131,6 +131,8 @@ def dev(ctx: click.Context, host: str | None, port: int | None) -> None:
     if settings.secret_key is None:  # exports encrypt target credentials with it
         env["DATAPLANE_SECRET_KEY"] = ensure_secret_key(settings)
     env["PYTHONUNBUFFERED"] = "1"
+    # Dev receivers live on localhost: allow http:// and loopback webhook URLs (issue 16).
+    env.setdefault("DATAPLANE_WEBHOOK_ALLOW_PRIVATE", "true")
     log_dir = settings.resolved_data_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     children: dict[str, subprocess.Popen[bytes]] = {}

@@ -25,6 +25,7 @@ from scheduler.result_exports import ResultExports
 from scheduler.result_ttl import ResultTtl
 from scheduler.runner import Duty, Runner
 from scheduler.schedules import RefreshSchedules
+from scheduler.webhooks import WebhookRelay
 from shared.config import Settings
 from shared.nudge import NudgeListener
 from shared.storage import Storage
@@ -52,6 +53,7 @@ def build_duties(settings: Settings, store: Store, publisher: Publisher) -> list
         OrphanFiles(settings=settings, store=store, storage=Storage.from_settings(settings)),
         ResultTtl(settings=settings, store=store, storage=Storage.from_settings(settings)),
         ResultExports(settings=settings, store=store, actor=actor_name("result-exports")),
+        WebhookRelay(settings=settings, store=store),
     ]
     if settings.scheduler_liveness_file is not None:
         duties.append(Liveness(settings.scheduler_liveness_file))

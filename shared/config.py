@@ -101,6 +101,25 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None, description="Fernet key encrypting export target credentials at rest "
                                   "(never logged or shown).")
+    # Webhooks (issue 16): see shared/store/webhooks.py and worker/webhooks.py.
+    webhook_allow_private: bool = Field(default=False,
+        description="Allow http:// and loopback/private/link-local webhook URLs (tests, dev).")
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0,
+        description="First webhook retry after this long, doubling each time (with jitter).")
+    webhook_retry_max_hours: float = Field(default=24.0, gt=0,
+        description="A delivery is retried for this long after its event, then marked failed.")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0,
+        description="A receiver must answer 2xx within this long.")
+    webhook_disable_after_failures: int = Field(default=5, ge=1,
+        description="A subscription is disabled after this many failed deliveries in a row.")
+    webhook_lease_seconds: float = Field(default=60.0, gt=0,
+        description="A delivery handed to a task is re-sent after this long if unresolved.")
+    webhook_dispatch_interval_seconds: float = Field(default=0.25, gt=0,
+        description="How often the scheduler hands due deliveries to the webhooks queue.")
+    webhook_delivery_concurrency: int = Field(default=8, ge=1,
+        description="Delivery threads of a webhooks process.")
+    webhook_delivery_in_worker: bool = Field(default=True,
+        description="`dataplane worker` starts a webhooks delivery child process.")
 
     @field_validator("database_url")
     @classmethod

@@ -37,3 +37,8 @@ def worker_queue(cluster: str, compute_pool: str | None) -> str:
 
 def broker_priority(job_priority: int) -> int:
     return _BROKER_PRIORITY[max(-2, min(2, job_priority))]
+
+# Webhook deliveries (issue 16): their own queue, served by a threads-pool Celery worker
+# (`dataplane webhooks`, which `dataplane worker` starts as a child), never by job slots.
+WEBHOOKS_QUEUE = "dataplane.webhooks"
+WEBHOOK_TASK = "dataplane.webhooks.deliver"

@@ -95,6 +95,8 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 _TABLES = ("td_jobs", "job_transitions", "job_tags", "refresh_schedules", "snapshots", "jobs", "datasets", "api_tokens")
+# Webhook tables first: their rows reference jobs (issue 16).
+_TABLES = ("webhook_deliveries", "webhook_subscriptions", *_TABLES)
 
 
 def _truncate(store: Store) -> None:

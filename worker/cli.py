@@ -49,6 +49,13 @@ def worker(ctx: click.Context, cluster: str, compute_pool: str | None, concurren
     from worker import tasks  # noqa: F401 - registers RUN_JOB_TASK on the app
 
     _warm_up()
+    # Webhook deliveries run in a child process of their own (worker/webhooks_cli.py),
+    # started once this worker is ready, so its " ready." line is never taken for ours.
+    from celery.signals import worker_ready
+
+    from worker.webhooks_cli import start_child
+
+    worker_ready.connect(lambda **_: start_child(settings, loglevel), weak=False)
     processes = concurrency or max(1, (os.cpu_count() or 1) // settings.duckdb_threads)
     node = f"{queue}.{os.getpid()}@{socket.gethostname()}"
     app.worker_main([

@@ -23,6 +23,7 @@ from shared.store.db import execute_dml
 from shared.store.models import Job, JobTag, JobTransition
 from shared.store.sqlfuncs import json_array_append
 from shared.store.types import utcnow
+from shared.store.webhooks import enqueue_deliveries
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,10 +100,14 @@ def _log(session: Session, job_id: uuid.UUID, source: JobState | None, target: J
          actor: str, reason: str | None, attempt: int) -> None:
     # A Core INSERT, not session.add + flush: the ORM unit of work costs more CPU than the
     # round trip on a job's hot path, and nothing reads the row back.
-    session.execute(insert(JobTransition).values(
+    at = utcnow()
+    transition_id = session.execute(insert(JobTransition).values(
         job_id=job_id, from_state=source.value if source else None, to_state=target.value,
-        attempt=attempt, at=utcnow(), actor=actor, reason=reason,
-    ))
+        attempt=attempt, at=at, actor=actor, reason=reason,
+    ).returning(JobTransition.id)).scalar_one()
+    # The webhooks outbox, in this same transaction (see shared/store/webhooks.py).
+    enqueue_deliveries(session, job_id=job_id, transition_id=transition_id, previous=source,
+                       target=target, at=at)
 
 
 def _transition(session: Session, job_id: uuid.UUID, source: JobState, target: JobState, *,

@@ -244,3 +244,73 @@ class TdJob(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_td_jobs_expiry", "interactive", "result_expired_at"),)
+
+
+class WebhookSubscription(Base):
+    """A company's `webhook_subscription_jobs` (issue 16). The secret is kept in clear: it
+    signs every delivery (HMAC), so it cannot be a one-way hash; the API shows it once.
+    `match_*` hold the filters as `,a,b,` text ("" = all) so the outbox's INSERT...SELECT
+    matches them with one portable LIKE on SQLite and PostgreSQL."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    company_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(255))
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))
+    job_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    job_types: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    states: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    match_job_ids: Mapped[str] = mapped_column(Text, default="")
+    match_job_types: Mapped[str] = mapped_column(Text, default="")
+    match_states: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Deliveries given up in a row; reset by any success. At the limit the subscription is disabled.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_webhook_subscriptions_company", "company_id", "enabled"),)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one row per (subscription, transition), inserted in the transition's own
+    transaction. `payload` is the job as GET /jobs/{id} showed it at that commit."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    subscription_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"))
+    transition_id: Mapped[int] = mapped_column(BigInteger)
+    previous_state: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[str | None] = mapped_column(Text)
+    # pending -> delivered | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who may send it now: the relay sets a token with a lease; a task must present it.
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "transition_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_chain", "subscription_id", "job_id", "transition_id"),
+        Index("ix_webhook_deliveries_transition", "transition_id"),
+    )
