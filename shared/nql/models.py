@@ -36,6 +36,14 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class MergeSpec:
+    """A view's `MERGE ON ... WHEN ...` clause (`incremental.py`)."""
+
+    sql: str  # DuckDB text of `ON ... WHEN ...`, over the aliases `target` and `source`
+    columns: tuple[str, ...]  # every column name it names (lower-cased)
+
+
+@dataclass(frozen=True)
 class MaterializedViewSpec:
     """The options of `CREATE MATERIALIZED VIEW`, typed and defaulted."""
 
@@ -49,6 +57,7 @@ class MaterializedViewSpec:
     extended_stats: str | None = None  # None | "all" | "none"
     partitioned_by: tuple[tuple[str, str], ...] = ()  # (column, "DAY" | "MONTH" | "YEAR")
     budget: Budget | None = None
+    merge: MergeSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class CompiledQuery:
     output_columns: tuple[OutputColumn, ...]
     datasets: tuple[ResolvedDataset, ...]
     view: MaterializedViewSpec | None
+    delta_dataset_ids: tuple[int, ...] = ()  # datasets read as DELTA(TABLE ...)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from shared.errors import NQLError, UnsupportedConstruct
+from shared.nql.position import located
 
 STAR_MESSAGE = "SELECT * is not allowed: NQL needs explicit columns; list the columns you want (COUNT(*) is fine)"
 
@@ -48,7 +49,7 @@ def check_explicit_columns(query: exp.Expr) -> None:
         parent = star.parent
         if isinstance(parent, exp.Count) and parent.this is star:
             continue
-        raise NQLError(STAR_MESSAGE, rule="explicit-columns")
+        raise located(NQLError(STAR_MESSAGE, rule="explicit-columns"), parent or star)
 
 
 def normalize_limits(query: exp.Expr) -> None:
