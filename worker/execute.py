@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ from shared.states import JobType
 from shared.store import Store
 from shared.store.catalog import PinnedCatalog
 from shared.store.jobs import complete, get_job, set_compiled_sql
+from shared.store.progress import FULL_REFRESH_TAG, ProgressConflict, record_progress
 from worker.cache import DataFiles
 from worker.forecast import check_budget, forecast, price_per_row
+from worker.incremental import Refresh, bind_target, merge_into_target, needs_refresh_plan, plan_refresh
 from worker.inputs import Input, bind_inputs, input_directories, local_files, localize, pinned_inputs
 from worker.lifecycle import Claimed, Outcome, claim_job, hand_back, record_timeout, settle
 from worker.materialize import Target, check_output_size, ensure_target, place, publish, write_staged
@@ -52,6 +55,8 @@ class Plan:
     compiled: CompiledQuery
     inputs: tuple[Input, ...]
     target: Target | None
+    refresh: Refresh | None = None  # an incremental view's (DELTA / MERGE) reads
+    merge_target: tuple[Path, ...] = ()  # the view's current rows, local, for its MERGE
 
 
 @dataclass
@@ -136,11 +141,25 @@ def prepare(run: Run) -> Plan:
         raise UserError(f"A {run.job.type} job cannot run a {compiled.kind} statement")
     run.compiled_sql = compiled.select_sql
     target = _target(run, compiled) if run.job.type == JobType.MATERIALIZE_VIEW else None
+    inputs = pinned_inputs(run.catalog, compiled.datasets)
+    refresh = None
+    if target is not None and compiled.view is not None and \
+            needs_refresh_plan(compiled.view, compiled.delta_dataset_ids):
+        with run.store.unit_of_work() as session:
+            full = FULL_REFRESH_TAG in (get_job(session, run.job.job_id).tags or [])
+            refresh = plan_refresh(session, view_dataset_id=target.dataset_id, view=compiled.view,
+                                   inputs=inputs, delta_ids=compiled.delta_dataset_ids,
+                                   full_requested=full)
+        inputs = refresh.inputs
     # Downloads (a remote store) happen here, outside any transaction; the watcher
     # heartbeats meanwhile and a cancel interrupts between files.
-    inputs = localize(pinned_inputs(run.catalog, compiled.datasets), storage=run.files.storage,
-                      cache=run.files.cache, into=run.staging.inputs)
-    return Plan(compiled, inputs, target)
+    inputs = localize(inputs, storage=run.files.storage, cache=run.files.cache,
+                      into=run.staging.inputs)
+    merge_target: tuple[Path, ...] = ()
+    if refresh is not None and refresh.target_keys:
+        merge_target = local_files(refresh.target_keys, storage=run.files.storage,
+                                   cache=run.files.cache, into=run.staging.inputs / "target")
+    return Plan(compiled, inputs, target, refresh, merge_target)
 
 
 def _target(run: Run, compiled: CompiledQuery) -> Target:
@@ -157,9 +176,10 @@ def _target(run: Run, compiled: CompiledQuery) -> Target:
 def _execute(run: Run) -> Outcome:
     plan = prepare(run)
     run.watcher.check()
-    directories: list[Path] = [*input_directories(plan.inputs), run.staging.root]
+    directories: list[Path] = [*input_directories(plan.inputs), run.staging.root,
+                               *sorted({f.parent for f in plan.merge_target})]
     con = open_sandbox(run.limits(), allowed_directories=directories,
-                       bind=lambda c: bind_inputs(c, plan.inputs))
+                       bind=lambda c: _bind(c, plan))
     run.watcher.attach(con)
     try:
         if plan.target is None:
@@ -168,6 +188,13 @@ def _execute(run: Run) -> Outcome:
     finally:
         run.watcher.attach(None)
         retire(con)
+
+
+def _bind(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
+    bind_inputs(con, plan.inputs)
+    view = plan.compiled.view
+    if plan.refresh is not None and view is not None and view.merge is not None:
+        bind_target(con, plan.merge_target, [(c.name, c.duckdb_type) for c in plan.compiled.output_columns])
 
 
 def _forecast_of(run: Run, plan: Plan, con: duckdb.DuckDBPyConnection) -> Any:
@@ -191,7 +218,13 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
     view = plan.compiled.view
     if view is not None and view.budget is not None and price_per_row(plan.inputs) > 0:
         check_budget(view.budget, _forecast_of(run, plan, con))  # before anything is written
-    staged = write_staged(con, plan.compiled.select_sql, run.staging)
+    select_sql = plan.compiled.select_sql
+    refresh = plan.refresh
+    if refresh is not None and view is not None and view.merge is not None:
+        select_sql = merge_into_target(con, select_sql=select_sql, view=view, columns=target.columns)
+    if refresh is not None and view is not None:
+        target = replace(target, write_mode=refresh.publish_mode(view))
+    staged = write_staged(con, select_sql, run.staging)
     run.watcher.check()  # a cancel (or the output cap) that came while writing wins
     check_output_size(staged.size, run.settings.max_output_bytes)
     files = place(staged, storage=run.files.storage, dataset_id=target.dataset_id,
@@ -214,6 +247,19 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
             target=target, files=files, staged=staged, storage=run.files.storage,
             compiled_sql=plan.compiled.select_sql,
             stats=stats if run.job.stats_enabled else None,  # EXTENDED_STATS resolved at submit
-            statistics=lambda: run.job.statistics(rows=staged.rows, size=staged.size),
-            store_retry_seconds=run.settings.lease_seconds)
+            statistics=lambda: {**run.job.statistics(rows=staged.rows, size=staged.size),
+                                **(refresh.statistics() if refresh is not None else {})},
+            store_retry_seconds=run.settings.lease_seconds,
+            on_publish=_progress_recorder(run, target, refresh) if refresh is not None else None)
     return Outcome.COMPLETED
+
+
+def _progress_recorder(run: Run, target: Target, refresh: Refresh) -> Callable[[Session, Any], None]:
+    """In the publish transaction: the view's snapshot must follow the one the run started
+    from, and the inputs' progress moves to the snapshots the run read (compare-and-set)."""
+    def record(session: Session, snapshot: Any) -> None:
+        if snapshot.parent_snapshot_id != refresh.target_snapshot_id:
+            raise ProgressConflict(f"view {target.dataset_id} got another snapshot during the run")
+        record_progress(session, target.dataset_id, before=refresh.before,
+                        consumed=refresh.consumed, job_id=run.job.job_id)
+    return record

@@ -181,7 +181,8 @@ def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, tar
             files: list[str], staged: Staged, storage: Storage, compiled_sql: str,
             stats: Callable[[list[str]], dict[str, Any]] | None,
             statistics: Callable[[], dict[str, Any]],
-            store_retry_seconds: float = 0) -> dict[str, Any]:
+            store_retry_seconds: float = 0,
+            on_publish: Callable[[Session, Any], None] | None = None) -> dict[str, Any]:
     """Publish the snapshot and complete the job in one transaction; returns the result.
 
     `stats` computes column statistics over the new snapshot's files, given the parent
@@ -196,7 +197,7 @@ def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, tar
         return _publish_while_reachable(
             store, job_id=job_id, attempt=attempt, executor=executor, target=target, files=files,
             staged=staged, compiled_sql=compiled_sql, stats=stats,
-            statistics=statistics, retry_seconds=store_retry_seconds)
+            statistics=statistics, retry_seconds=store_retry_seconds, on_publish=on_publish)
     except (SnapshotConflict, RunStopped, duckdb.Error, UserError):
         unplace(storage, files)
         raise
@@ -253,7 +254,8 @@ def _publish_with_conflicts(store: Store, **publish_args: Any) -> dict[str, Any]
 def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str,
                   target: Target, files: list[str], staged: Staged,
                   compiled_sql: str, stats: Callable[[list[str]], dict[str, Any]] | None,
-                  statistics: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+                  statistics: Callable[[], dict[str, Any]],
+                  on_publish: Callable[[Session, Any], None] | None = None) -> dict[str, Any]:
     column_stats, expected = None, None
     if stats is not None:  # statistics describe the new snapshot: they need its parent first
         expected, parent_files = _parent(store, target.dataset_id)
@@ -268,6 +270,8 @@ def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: st
             session, dataset=dataset, job_id=job_id, write_mode=target.write_mode,
             added_files=files, added_rows=staged.rows, added_bytes=staged.size,
             column_stats=column_stats, schema=None if keep else target.columns)
+        if on_publish is not None:  # an incremental view's progress: same transaction
+            on_publish(session, snapshot)
         result = {"dataset_id": dataset.id, "snapshot_id": snapshot.id,
                   "recalculation_id": str(snapshot.recalculation_id)}
         if not complete(session, job_id, attempt=attempt, executor=executor, result=result,

@@ -250,8 +250,9 @@ class NQL(DuckDB):
                 if not self._match(TokenType.TABLE):
                     self.raise_error('DELTA takes a dataset: DELTA(TABLE company_data."<id>")', start)
                 table = self._parse_table_parts()
-                if not self._match(TokenType.R_PAREN):
+                if table is None or not self._match(TokenType.R_PAREN):
                     self.raise_error("Expected ) to close DELTA(TABLE ...)")
+                    return None
                 table.meta[DELTA_TABLE] = True
                 alias = self._parse_table_alias()
                 if alias:

@@ -107,7 +107,7 @@ def merge_spec(clause: MergeClause) -> MergeSpec:
     dialect = NQL()
     on = dialect.generate(clause.args["on"], comments=False, unsupported_level=ErrorLevel.RAISE)
     whens = dialect.generate(clause.args["whens"], comments=False, unsupported_level=ErrorLevel.RAISE)
-    return MergeSpec(sql=f"ON {on} {whens}", columns=tuple(sorted(columns)))
+    return MergeSpec(sql=f"ON {on} {whens}", on=on, columns=tuple(sorted(columns)))
 
 
 def check_merge_columns(merge_columns: tuple[str, ...], output: list[str]) -> None:

@@ -40,6 +40,7 @@ class MergeSpec:
     """A view's `MERGE ON ... WHEN ...` clause (`incremental.py`)."""
 
     sql: str  # DuckDB text of `ON ... WHEN ...`, over the aliases `target` and `source`
+    on: str  # DuckDB text of the ON condition alone
     columns: tuple[str, ...]  # every column name it names (lower-cased)
 
 

@@ -212,3 +212,19 @@ class RefreshSchedule(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_refresh_schedules_due", "status", "next_run_at"),)
+
+
+class ViewProgress(Base):
+    """Per materialized view and input dataset, the input snapshot the view's last
+    successful run consumed: what a DELTA(TABLE ...) read starts after. Written in the
+    transaction that publishes the view's snapshot (issue 15)."""
+
+    __tablename__ = "view_progress"
+
+    view_dataset_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    input_dataset_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
