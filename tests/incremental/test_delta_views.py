@@ -170,3 +170,24 @@ def test_progress_is_per_view(events: Events, pg_store: Store, wsettings: Settin
     job = refresh(pg_store, wsettings, FILTER[0])  # a second view starts from the beginning
     assert job.statistics["refresh"] == "full" and job.statistics["rows_read"] == 15
     assert uuid.UUID(str(job.id))
+
+
+def test_a_merge_with_duplicate_matches_fails_readably_and_publishes_nothing(
+        events: Events, pg_store: Store, wsettings: Settings, tmp_path: Path) -> None:
+    # Not grouped: the first run inserts several rows per key (nothing to match yet); the
+    # next run's rows then each match several view rows.
+    nql = (f'CREATE MATERIALIZED VIEW "dup" AS SELECT k, v FROM {SRC} WHERE k IS NOT NULL '
+           "MERGE ON target.k = source.k WHEN MATCHED THEN UPDATE SET v = source.v "
+           "WHEN NOT MATCHED THEN INSERT (k, v) VALUES (source.k, source.v)")
+    events.write(30)
+    refresh(pg_store, wsettings, nql)
+    rows, before = view_rows(wsettings, pg_store, "dup", tmp_path), progress(pg_store, "dup")
+    assert len(rows) > 7
+    events.write(5)
+    job_id = submit(pg_store, nql)
+    assert run_job(pg_store, wsettings, job_id, executor="test") == Outcome.FAILED
+    job = job_row(pg_store, job_id)
+    assert job.state == JobState.FAILED and job.result is None
+    message = job.failures[0]["message"]
+    assert message.startswith("MERGE: a row of the query (source) matches") and "Nothing was written" in message
+    assert view_rows(wsettings, pg_store, "dup", tmp_path) == rows and progress(pg_store, "dup") == before
