@@ -85,7 +85,7 @@ def test_a_view_row_matched_by_two_query_rows_is_refused(tmp_path: Path) -> None
     # Standard SQL calls this a cardinality violation; DuckDB 2.0.1's MERGE INTO does not
     # check it and silently keeps one of the two updates, which is why we check first.
     applied = duckdbs(UPSERT.removeprefix("MERGE "), TARGET, [("a", 1, "x"), ("a", 2, "y")])
-    assert [row for row in applied if row[0] == "a"][0][1] in (2, 3)
+    assert next(row for row in applied if row[0] == "a")[1] in (2, 3)
 
 
 def test_a_query_row_matching_two_view_rows_is_refused(tmp_path: Path) -> None:
