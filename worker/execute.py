@@ -38,7 +38,17 @@ from worker.forecast import check_budget, forecast, price_per_row
 from worker.incremental import Refresh, bind_target, merge_into_target, needs_refresh_plan, plan_refresh
 from worker.inputs import Input, bind_inputs, input_directories, local_files, localize, pinned_inputs
 from worker.lifecycle import Claimed, Outcome, claim_job, hand_back, record_timeout, settle
-from worker.materialize import Target, check_output_size, ensure_target, place, publish, write_staged
+from worker.materialize import (
+    OUTPUT_FILE_BYTES,
+    Staged,
+    Target,
+    check_output_size,
+    ensure_target,
+    place,
+    publish,
+    write_staged,
+)
+from worker.partitions import prune, write_partitioned
 from worker.sandbox import Limits, open_sandbox, retire, trusted_connection
 from worker.staging import Staging
 from worker.stats import compute_column_stats
@@ -151,6 +161,7 @@ def prepare(run: Run) -> Plan:
                                    inputs=inputs, delta_ids=compiled.delta_dataset_ids,
                                    full_requested=full)
         inputs = refresh.inputs
+    inputs = prune(inputs, compiled.select_sql)  # PARTITIONED_BY inputs: only matching files
     # Downloads (a remote store) happen here, outside any transaction; the watcher
     # heartbeats meanwhile and a cancel interrupts between files.
     inputs = localize(inputs, storage=run.files.storage, cache=run.files.cache,
@@ -224,7 +235,14 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
         select_sql = merge_into_target(con, select_sql=select_sql, view=view, columns=target.columns)
     if refresh is not None and view is not None:
         target = replace(target, write_mode=refresh.publish_mode(view))
-    staged = write_staged(con, select_sql, run.staging)
+    if view is not None and view.partitioned_by:
+        rows, files_written = write_partitioned(
+            con, select_sql, run.staging.out, view.partitioned_by, target.columns, file_bytes=OUTPUT_FILE_BYTES)
+        staged = Staged(paths=tuple(p for p, _ in files_written), rows=rows,
+                        size=sum(p.stat().st_size for p, _ in files_written),
+                        partitions=tuple(part for _, part in files_written))
+    else:
+        staged = write_staged(con, select_sql, run.staging)
     run.watcher.check()  # a cancel (or the output cap) that came while writing wins
     check_output_size(staged.size, run.settings.max_output_bytes)
     files = place(staged, storage=run.files.storage, dataset_id=target.dataset_id,
@@ -248,6 +266,7 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
             compiled_sql=plan.compiled.select_sql,
             stats=stats if run.job.stats_enabled else None,  # EXTENDED_STATS resolved at submit
             statistics=lambda: {**run.job.statistics(rows=staged.rows, size=staged.size),
+                                "files_read": sum(len(i.keys) for i in plan.inputs),
                                 **(refresh.statistics() if refresh is not None else {})},
             store_retry_seconds=run.settings.lease_seconds,
             on_publish=_progress_recorder(run, target, refresh) if refresh is not None else None)

@@ -122,7 +122,8 @@ def bind_target(con: duckdb.DuckDBPyConnection, files: Sequence[Path],
     con.execute(f"CREATE TABLE {TARGET} ({ddl})")
     if files:
         names = ", ".join(sql_identifier(n) for n, _ in columns)
-        con.execute(f"INSERT INTO {TARGET} ({names}) SELECT {names} FROM read_parquet({parquet_list(files)})")
+        con.execute(f"INSERT INTO {TARGET} ({names}) SELECT {names} FROM read_parquet({parquet_list(files)}, "
+                    "hive_partitioning = false)")
 
 
 def merge_into_target(con: duckdb.DuckDBPyConnection, *, select_sql: str, view: MaterializedViewSpec,

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from shared.errors import OutputTooLarge, UserError
 from shared.nql import CompiledQuery
-from shared.storage import Storage, StorageError, output_key
+from shared.storage import Storage, StorageError, output_key, partitioned_output_key
 from shared.store import Store
 from shared.store.datasets import (
     SnapshotConflict,
@@ -70,6 +70,8 @@ class Staged:
     paths: tuple[Path, ...]  # in row order
     rows: int
     size: int
+    # PARTITIONED_BY views: each path's (folder name, value) pairs, aligned with `paths`.
+    partitions: tuple[tuple[tuple[str, str], ...], ...] = ()
 
 
 # One output file per this many bytes: bounded uploads, and a cap the watcher can check
@@ -144,7 +146,8 @@ def place(staged: Staged, *, storage: Storage, dataset_id: int, job_id: uuid.UUI
     keys: list[str] = []
     try:
         for index, path in enumerate(staged.paths):
-            key = output_key(dataset_id, job_id, attempt, index)
+            key = partitioned_output_key(dataset_id, staged.partitions[index], job_id, attempt, index) \
+                if staged.partitions else output_key(dataset_id, job_id, attempt, index)
             storage.put_file(key, path, move=True)
             keys.append(key)
     except BaseException:

@@ -62,7 +62,8 @@ def view_rows(settings: Settings, store: Store, name: str, tmp: Path, order: str
         keys = list(snapshot.files) if snapshot else []
     files = local_copies(settings, keys, tmp / uuid.uuid4().hex)
     listed = ", ".join(f"'{f}'" for f in files)
-    return duckdb.sql(f"SELECT * FROM read_parquet([{listed}]) ORDER BY {order}").fetchall()
+    return duckdb.sql(f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false) "
+                      f"ORDER BY {order}").fetchall()
 
 
 def truth(events: Events, logic: str) -> list[tuple[Any, ...]]:
