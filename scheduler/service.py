@@ -21,6 +21,7 @@ from scheduler.orphans import OrphanFiles
 from scheduler.producer import CeleryPublisher
 from scheduler.publisher import Publisher
 from scheduler.reaper import Reaper
+from scheduler.retention import Retention
 from scheduler.runner import Duty, Runner
 from scheduler.schedules import RefreshSchedules
 from shared.config import Settings
@@ -48,6 +49,7 @@ def build_duties(settings: Settings, store: Store, publisher: Publisher) -> list
         Reaper(settings=settings, store=store, actor=actor_name("reaper")),
         RefreshSchedules(store, settings),
         OrphanFiles(settings=settings, store=store, storage=Storage.from_settings(settings)),
+        Retention(settings=settings, store=store, storage=Storage.from_settings(settings)),
     ]
     if settings.scheduler_liveness_file is not None:
         duties.append(Liveness(settings.scheduler_liveness_file))

@@ -112,6 +112,8 @@ def ensure_target(session: Session, job: Job, compiled: CompiledQuery) -> Target
             f"The view's columns ({_columns(columns)}) do not match the columns of dataset "
             f"{dataset.id} ({_columns(existing)}); use WRITE_MODE = 'overwrite' to replace it",
             dataset_id=dataset.id)
+    if dataset.expire != view.expire:  # the retention duty reads it from here
+        dataset.expire = view.expire
     return Target(dataset_id=dataset.id, write_mode=view.write_mode, columns=columns,
                   refresh_schedule=view.refresh_schedule)
 

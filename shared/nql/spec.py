@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 from sqlglot import exp
 
 from shared.errors import NQLError
+from shared.expire import parse_expire
 from shared.nql.dialect import BudgetClause, MaterializedView, MergeClause
 from shared.nql.incremental import merge_spec
 from shared.nql.models import Budget, MaterializedViewSpec
@@ -66,6 +67,8 @@ def view_spec(node: MaterializedView) -> MaterializedViewSpec:
                 raise NQLError(f"{key} must be {allowed}, not {value.name!r}")
         if key == "REFRESH_SCHEDULE":
             text = _check_schedule(text)
+        if key == "EXPIRE":
+            parse_expire(text)  # rejects anything the retention duty could not apply
         values[key] = text
     partitions = tuple(
         (_column_path(item.expressions[0]), item.expressions[1].name) for item in node.args.get("partitions") or []

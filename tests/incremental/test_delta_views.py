@@ -191,3 +191,13 @@ def test_a_merge_with_duplicate_matches_fails_readably_and_publishes_nothing(
     message = job.failures[0]["message"]
     assert message.startswith("MERGE: a row of the query (source) matches") and "Nothing was written" in message
     assert view_rows(wsettings, pg_store, "dup", tmp_path) == rows and progress(pg_store, "dup") == before
+
+
+def test_a_run_records_the_views_expire_for_the_retention_duty(
+        events: Events, pg_store: Store, wsettings: Settings) -> None:
+    from shared.store.datasets import find_dataset_by_name
+    events.write(3)
+    refresh(pg_store, wsettings, PROJECTION[0].replace('"proj" AS', "\"proj\" EXPIRE='P30D' AS"))
+    with pg_store.unit_of_work() as session:
+        dataset = find_dataset_by_name(session, company_id=1, name="proj")
+        assert dataset is not None and dataset.expire == "P30D"

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import shared.store.types
 
@@ -20,6 +21,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('datasets', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('expire', sa.String(length=64), nullable=True))
+    with op.batch_alter_table('snapshots', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('file_written_at', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True))
     op.create_table('view_progress',
     sa.Column('view_dataset_id', sa.BigInteger(), nullable=False),
     sa.Column('input_dataset_id', sa.BigInteger(), nullable=False),
@@ -33,3 +38,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('view_progress')
+    with op.batch_alter_table('snapshots', schema=None) as batch_op:
+        batch_op.drop_column('file_written_at')
+    with op.batch_alter_table('datasets', schema=None) as batch_op:
+        batch_op.drop_column('expire')
