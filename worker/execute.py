@@ -32,6 +32,7 @@ from shared.states import JobType
 from shared.store import Store
 from shared.store.catalog import PinnedCatalog
 from shared.store.jobs import complete, get_job, set_compiled_sql
+from shared.store.models import Snapshot
 from shared.store.progress import FULL_REFRESH_TAG, ProgressConflict, record_progress
 from worker.cache import DataFiles
 from worker.forecast import check_budget, forecast, price_per_row
@@ -52,6 +53,7 @@ from worker.partitions import prune, write_partitioned
 from worker.sandbox import Limits, open_sandbox, retire, trusted_connection
 from worker.staging import Staging
 from worker.stats import compute_column_stats
+from worker.stats_merge import merge_column_stats
 from worker.watch import RunStopped, StopReason, Watcher
 
 log = logging.getLogger(__name__)
@@ -251,6 +253,9 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
     written = [run.files.storage.local_path(key) or path for key, path in zip(files, staged.paths, strict=True)]
 
     def stats(parent_keys: list[str]) -> dict[str, Any]:
+        merged = _incremental_stats(run, target, refresh, parent_keys, written)
+        if merged:
+            return merged
         parent = local_files(parent_keys, storage=run.files.storage, cache=run.files.cache,
                              into=run.staging.inputs / "parent")
         stats_con = trusted_connection(run.limits())
@@ -271,6 +276,24 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
             store_retry_seconds=run.settings.lease_seconds,
             on_publish=_progress_recorder(run, target, refresh) if refresh is not None else None)
     return Outcome.COMPLETED
+
+
+def _incremental_stats(run: Run, target: Target, refresh: Refresh | None, parent_keys: list[str],
+                       written: list[Path]) -> dict[str, Any] | None:
+    """An incremental append's column statistics: the parent's merged with the new files'
+    (`stats_merge.py`), so the run never reads the view's history. None: compute in full."""
+    if refresh is None or target.write_mode != "append" or not parent_keys or refresh.target_snapshot_id is None:
+        return None
+    with run.store.unit_of_work() as session:
+        parent = session.get(Snapshot, refresh.target_snapshot_id)
+        parent_stats = parent.column_stats if parent is not None else None
+    if not parent_stats:
+        return None
+    stats_con = trusted_connection(run.limits())
+    try:
+        return merge_column_stats(parent_stats, compute_column_stats(stats_con, written, target.columns)) or None
+    finally:
+        stats_con.close()
 
 
 def _progress_recorder(run: Run, target: Target, refresh: Refresh) -> Callable[[Session, Any], None]:

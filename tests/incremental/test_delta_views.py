@@ -201,3 +201,31 @@ def test_a_run_records_the_views_expire_for_the_retention_duty(
     with pg_store.unit_of_work() as session:
         dataset = find_dataset_by_name(session, company_id=1, name="proj")
         assert dataset is not None and dataset.expire == "P30D"
+
+
+def test_incremental_column_stats_equal_the_full_computation(
+        events: Events, pg_store: Store, wsettings: Settings, tmp_path: Path) -> None:
+    from shared.store.datasets import current_snapshot, find_dataset_by_name
+    from tests.s3 import local_copies
+    from worker.stats import compute_column_stats
+    nql = PROJECTION[0]
+    events.write(200)
+    refresh(pg_store, wsettings, nql)
+    for size in (30, 70):
+        events.write(size)
+        refresh(pg_store, wsettings, nql)
+    with pg_store.unit_of_work() as session:
+        dataset = find_dataset_by_name(session, company_id=1, name="proj")
+        assert dataset is not None
+        snapshot = current_snapshot(session, dataset)
+        assert snapshot is not None and snapshot.column_stats
+        stats, keys = snapshot.column_stats, list(snapshot.files)
+    files = local_copies(wsettings, keys, tmp_path / "stats")
+    import duckdb
+    full = compute_column_stats(duckdb.connect(), files, [("k", "VARCHAR"), ("v2", "BIGINT")])
+    for column in ("k", "v2"):
+        for key in ("count", "nulls", "completeness", "min", "max"):
+            assert stats[column][key] == full[column][key], (column, key)
+    assert stats["v2"]["mean"] == pytest.approx(full["v2"]["mean"])
+    assert stats["v2"]["standard_deviation"] == pytest.approx(full["v2"]["standard_deviation"])
+    assert 0 < stats["k"]["approx_count_distinct"] <= full["k"]["approx_count_distinct"] + 1
