@@ -125,7 +125,11 @@ def main() -> None:
             total = history
             for name, nql in views(dataset_id).items():
                 bench.run(nql)  # first run: everything
-                noop, incremental, fixed, full, read = [], [], [], [], (0, 0)
+                noop: list[float] = []
+                incremental: list[float] = []
+                fixed: list[float] = []
+                full: list[float] = []
+                read = (0, 0)
                 for _ in range(args.rounds):
                     noop.append(bench.run(nql)[0])  # nothing new: the per-run fixed cost
                     for added, into in ((max(1, history // 100), incremental), (FIXED_APPEND, fixed)):

@@ -207,7 +207,7 @@ def _bind(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
     bind_inputs(con, plan.inputs)
     view = plan.compiled.view
     if plan.refresh is not None and view is not None and view.merge is not None:
-        bind_target(con, plan.merge_target, [(c.name, c.duckdb_type) for c in plan.compiled.output_columns])
+        bind_target(con, [(c.name, c.duckdb_type) for c in plan.compiled.output_columns])
 
 
 def _forecast_of(run: Run, plan: Plan, con: duckdb.DuckDBPyConnection) -> Any:
@@ -233,8 +233,13 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
         check_budget(view.budget, _forecast_of(run, plan, con))  # before anything is written
     select_sql = plan.compiled.select_sql
     refresh = plan.refresh
+    carried: tuple[tuple[str, Path], ...] = ()
     if refresh is not None and view is not None and view.merge is not None:
-        select_sql = merge_into_target(con, select_sql=select_sql, view=view, columns=target.columns)
+        merged = merge_into_target(con, select_sql=select_sql, view=view, columns=target.columns,
+                                   target_files=tuple(zip(refresh.target_keys, plan.merge_target, strict=True)))
+        select_sql, carried = merged.select_sql, merged.carried
+        target = replace(target, carried_files=tuple(k for k, _ in carried), carried_rows=merged.carried_rows,
+                         carried_bytes=sum(p.stat().st_size for _, p in carried))
     if refresh is not None and view is not None:
         target = replace(target, write_mode=refresh.publish_mode(view))
     if view is not None and view.partitioned_by:
@@ -261,7 +266,8 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
         stats_con = trusted_connection(run.limits())
         run.watcher.attach(stats_con)
         try:
-            return compute_column_stats(stats_con, [*parent, *written], target.columns)
+            return compute_column_stats(stats_con, [*parent, *(p for _, p in carried), *written],
+                                        target.columns)
         finally:
             run.watcher.attach(con)
             stats_con.close()

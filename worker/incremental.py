@@ -26,9 +26,11 @@ from sqlalchemy.orm import Session
 from shared.errors import UserError
 from shared.nql import MaterializedViewSpec
 from shared.nql.sandbox import column_ddl
+from shared.storage import partition_of_key
 from shared.store.datasets import current_snapshot, get_dataset
 from shared.store.progress import delta_since, read_progress
 from worker.inputs import Input, parquet_list
+from worker.partitions import FORMATS, partition_folder
 from worker.sandbox import sql_identifier
 
 TARGET = "nql_merge_target"
@@ -115,27 +117,66 @@ def _full_reason(session: Session, inputs: Sequence[Input], delta_ids: Sequence[
     return None
 
 
-def bind_target(con: duckdb.DuckDBPyConnection, files: Sequence[Path],
-                columns: Sequence[tuple[str, str]]) -> None:
-    """The view's current rows as the table a MERGE writes into (empty on a rebuild)."""
+def bind_target(con: duckdb.DuckDBPyConnection, columns: Sequence[tuple[str, str]]) -> None:
+    """The (empty) table a MERGE writes into; `merge_into_target` loads the view's rows."""
     ddl = ", ".join(column_ddl(n, t) for n, t in columns)
     con.execute(f"CREATE TABLE {TARGET} ({ddl})")
-    if files:
-        names = ", ".join(sql_identifier(n) for n, _ in columns)
-        con.execute(f"INSERT INTO {TARGET} ({names}) SELECT {names} FROM read_parquet({parquet_list(files)}, "
-                    "hive_partitioning = false)")
+
+
+@dataclass(frozen=True)
+class Merged:
+    select_sql: str  # the merged rows to write
+    carried: tuple[tuple[str, Path], ...]  # view files kept as they are (untouched partitions)
+    carried_rows: int
+
+
+def _touched_only(view: MaterializedViewSpec) -> bool:
+    """Can the MERGE change rows outside the partitions its source rows fall in? Not when
+    ON equates every partition column and no UPDATE SET assigns one."""
+    merge = view.merge
+    if merge is None or not view.partitioned_by:
+        return False
+    columns = {c.lower() for c, _ in view.partitioned_by}
+    return columns <= set(merge.equal_columns) and not columns & set(merge.set_columns)
+
+
+def _partition_values(key: str, view: MaterializedViewSpec) -> tuple[str, ...] | None:
+    folders = partition_of_key(key)
+    if not folders:
+        return None  # written before PARTITIONED_BY: its partitions are unknown
+    return tuple(folders.get(partition_folder(c, t), "NULL") for c, t in view.partitioned_by)
 
 
 def merge_into_target(con: duckdb.DuckDBPyConnection, *, select_sql: str, view: MaterializedViewSpec,
-                      columns: Sequence[tuple[str, str]]) -> str:
-    """Run the view's MERGE; returns the SELECT of the merged rows."""
+                      columns: Sequence[tuple[str, str]],
+                      target_files: Sequence[tuple[str, Path]] = ()) -> Merged:
+    """Run the view's MERGE over the view's rows (only those of the partitions the query's
+    rows fall in, when that is sound); returns what to write and which files to keep."""
     assert view.merge is not None
     con.execute(f"CREATE TABLE {SOURCE} AS {select_sql}")
+    load: list[tuple[str, Path]] = list(target_files)
+    carried: list[tuple[str, Path]] = []
+    if _touched_only(view) and target_files:
+        values = ", ".join(f"strftime({sql_identifier(c)}, '{FORMATS[t]}')" for c, t in view.partitioned_by)
+        touched = {tuple("NULL" if v is None else str(v) for v in row)
+                   for row in con.execute(f"SELECT DISTINCT {values} FROM {SOURCE}").fetchall()}
+        load = []
+        for key, path in target_files:
+            partition = _partition_values(key, view)
+            (load if partition is None or partition in touched else carried).append((key, path))
+    names = ", ".join(sql_identifier(n) for n, _ in columns)
+    if load:
+        con.execute(f"INSERT INTO {TARGET} ({names}) SELECT {names} FROM read_parquet("
+                    f"{parquet_list([p for _, p in load])}, hive_partitioning = false)")
+    carried_rows = 0
+    if carried:
+        row = con.execute(f"SELECT count(*) FROM read_parquet({parquet_list([p for _, p in carried])}, "
+                          "hive_partitioning = false)").fetchone()
+        carried_rows = int(row[0]) if row else 0
     join = f"FROM {TARGET} AS target JOIN {SOURCE} AS source ON {view.merge.on}"
     _refuse_duplicates(con, join)
     con.execute(f"MERGE INTO {TARGET} AS target USING {SOURCE} AS source {view.merge.sql}")
-    names = ", ".join(sql_identifier(n) for n, _ in columns)
-    return f"SELECT {names} FROM {TARGET}"
+    return Merged(select_sql=f"SELECT {names} FROM {TARGET}", carried=tuple(carried), carried_rows=carried_rows)
 
 
 def _refuse_duplicates(con: duckdb.DuckDBPyConnection, join: str) -> None:

@@ -63,6 +63,10 @@ class Target:
     write_mode: str
     columns: tuple[tuple[str, str], ...]
     refresh_schedule: str | None = None  # the view's REFRESH_SCHEDULE, stored on completion
+    # A MERGE into a PARTITIONED_BY view: the view's files of untouched partitions, kept.
+    carried_files: tuple[str, ...] = ()
+    carried_rows: int = 0
+    carried_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,9 @@ def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: st
         snapshot = publish_snapshot(
             session, dataset=dataset, job_id=job_id, write_mode=target.write_mode,
             added_files=files, added_rows=staged.rows, added_bytes=staged.size,
-            column_stats=column_stats, schema=None if keep else target.columns)
+            column_stats=column_stats, schema=None if keep else target.columns,
+            carried_files=target.carried_files, carried_rows=target.carried_rows,
+            carried_bytes=target.carried_bytes)
         if on_publish is not None:  # an incremental view's progress: same transaction
             on_publish(session, snapshot)
         result = {"dataset_id": dataset.id, "snapshot_id": snapshot.id,

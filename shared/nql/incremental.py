@@ -107,7 +107,30 @@ def merge_spec(clause: MergeClause) -> MergeSpec:
     dialect = NQL()
     on = dialect.generate(clause.args["on"], comments=False, unsupported_level=ErrorLevel.RAISE)
     whens = dialect.generate(clause.args["whens"], comments=False, unsupported_level=ErrorLevel.RAISE)
-    return MergeSpec(sql=f"ON {on} {whens}", on=on, columns=tuple(sorted(columns)))
+    return MergeSpec(sql=f"ON {on} {whens}", on=on, columns=tuple(sorted(columns)),
+                     equal_columns=_equated(clause.args["on"]), set_columns=_assigned(clause))
+
+
+def _equated(on: exp.Expr) -> tuple[str, ...]:
+    conjuncts = list(on.flatten()) if isinstance(on, exp.And) else [on]
+    equal: set[str] = set()
+    for node in conjuncts:
+        if isinstance(node, exp.EQ | exp.NullSafeEQ) and isinstance(node.this, exp.Column) \
+                and isinstance(node.expression, exp.Column):
+            sides = {node.this.table.lower(): node.this.name.lower(),
+                     node.expression.table.lower(): node.expression.name.lower()}
+            if set(sides) == {"target", "source"} and sides["target"] == sides["source"]:
+                equal.add(sides["target"])
+    return tuple(sorted(equal))
+
+
+def _assigned(clause: MergeClause) -> tuple[str, ...]:
+    names: set[str] = set()
+    for when in clause.args["whens"].expressions:
+        then = when.args.get("then")
+        if isinstance(then, exp.Update):
+            names.update(a.this.name.lower() for a in then.expressions if isinstance(a, exp.EQ))
+    return tuple(sorted(names))
 
 
 def check_merge_columns(merge_columns: tuple[str, ...], output: list[str]) -> None:

@@ -42,6 +42,12 @@ class MergeSpec:
     sql: str  # DuckDB text of `ON ... WHEN ...`, over the aliases `target` and `source`
     on: str  # DuckDB text of the ON condition alone
     columns: tuple[str, ...]  # every column name it names (lower-cased)
+    # Columns the ON condition equates (`target.c = source.c` or IS NOT DISTINCT FROM, in its
+    # top-level AND) and columns an UPDATE SET assigns: a MERGE into a PARTITIONED_BY view
+    # can rewrite only the partitions it touches when it equates every partition column
+    # and assigns none of them.
+    equal_columns: tuple[str, ...] = ()
+    set_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

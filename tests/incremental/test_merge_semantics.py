@@ -46,11 +46,12 @@ def ours(merge: str, target: list[tuple[Any, ...]], source: list[tuple[Any, ...]
     if target:
         path = tmp / "target.parquet"
         duckdb.execute(f"COPY ({_values(target)}) TO '{path}' (FORMAT parquet)")
-        files.append(path)
+        files.append(("1/view-file.parquet", path))
     con = duckdb.connect()
-    bind_target(con, files, COLUMNS)
-    merged = merge_into_target(con, select_sql=_values(source), view=view, columns=COLUMNS)
-    return sorted(con.execute(merged).fetchall(), key=repr)
+    bind_target(con, COLUMNS)
+    merged = merge_into_target(con, select_sql=_values(source), view=view, columns=COLUMNS, target_files=files)
+    assert merged.carried == ()  # not partitioned: every view row is merged
+    return sorted(con.execute(merged.select_sql).fetchall(), key=repr)
 
 
 def duckdbs(merge_sql_body: str, target: list[tuple[Any, ...]], source: list[tuple[Any, ...]]) -> list[Any]:

@@ -89,3 +89,37 @@ def test_a_partition_column_that_is_not_a_date_fails_readably(
     job_id = submit(pg_store, f'CREATE MATERIALIZED VIEW "bad" PARTITIONED_BY n DAY '
                               f'AS SELECT u, n FROM company_data."{INPUT}"')
     assert run_job(pg_store, wsettings, job_id, executor="t") == Outcome.FAILED
+
+
+def test_merge_into_a_partitioned_view_rewrites_only_the_touched_partitions(
+        days: None, pg_store: Store, wsettings: Settings, tmp_path: Path) -> None:
+    from shared.storage import Storage, import_key
+    nql = (f'CREATE MATERIALIZED VIEW "per_day" PARTITIONED_BY d DAY AS SELECT d, u, SUM(n) AS total '
+           f'FROM DELTA(TABLE company_data."{INPUT}") GROUP BY d, u '
+           "MERGE ON target.d = source.d AND target.u = source.u "
+           "WHEN MATCHED THEN UPDATE SET total = target.total + source.total "
+           "WHEN NOT MATCHED THEN INSERT (d, u, total) VALUES (source.d, source.u, source.total)")
+    refresh(pg_store, wsettings, nql)
+    before = set(_files(pg_store, "per_day"))
+    assert len(before) == 40
+    more = ("SELECT 'u' || (i % 7)::VARCHAR AS u, DATE '2024-01-07' + (i % 2)::INTEGER AS d, "
+            "(1000 + i)::BIGINT AS n FROM range(0, 50) t(i)")
+    path = tmp_path / "more.parquet"
+    duckdb.execute(f"COPY ({more}) TO '{path}' (FORMAT parquet)")
+    key = import_key(INPUT, uuid.uuid4().hex)
+    size = Storage.from_settings(wsettings).put_file(key, path, move=True)
+    with pg_store.unit_of_work() as session:
+        publish_snapshot(session, dataset=get_dataset(session, INPUT), job_id=None, write_mode="append",
+                         added_files=[key], added_rows=50, added_bytes=size)
+    job = refresh(pg_store, wsettings, nql)
+    assert job.statistics["refresh"] == "incremental"
+    after = set(_files(pg_store, "per_day"))
+    assert len(before & after) == 38  # every other day's file carried over untouched
+    assert sorted(partition_of_key(k)["d_day"] for k in after - before) == ["2024-01-07", "2024-01-08"]
+    truth = duckdb.sql(f"SELECT d, u, SUM(n) FROM (({ROWS}) UNION ALL ({more})) GROUP BY d, u ORDER BY ALL").fetchall()
+    assert view_rows(wsettings, pg_store, "per_day", tmp_path) == truth
+    with pg_store.unit_of_work() as session:
+        dataset = find_dataset_by_name(session, company_id=COMPANY, name="per_day")
+        assert dataset is not None
+        snapshot = current_snapshot(session, dataset)
+        assert snapshot is not None and snapshot.row_count == len(truth)
