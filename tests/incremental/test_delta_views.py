@@ -229,3 +229,23 @@ def test_incremental_column_stats_equal_the_full_computation(
     assert stats["v2"]["mean"] == pytest.approx(full["v2"]["mean"])
     assert stats["v2"]["standard_deviation"] == pytest.approx(full["v2"]["standard_deviation"])
     assert 0 < stats["k"]["approx_count_distinct"] <= full["k"]["approx_count_distinct"] + 1
+
+
+def test_an_expired_input_falls_back_to_full_and_says_why(
+        events: Events, pg_store: Store, wsettings: Settings, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from shared.store.datasets import get_dataset
+    from shared.store.retention import expire_files
+    from shared.store.types import utcnow
+    nql, logic = PROJECTION
+    events.write(40)
+    refresh(pg_store, wsettings, nql)
+    events.write(10)
+    with pg_store.unit_of_work() as session:  # every file is older than "now + 1 day"
+        assert expire_files(session, get_dataset(session, 500), cutoff=utcnow() + timedelta(days=1)) is not None
+    events.batches = []
+    events.write(3)
+    job = refresh(pg_store, wsettings, nql)
+    assert job.statistics["refresh"] == "full" and "was expired" in job.statistics["refresh_reason"]
+    assert view_rows(wsettings, pg_store, "proj", tmp_path) == truth(events, logic)
