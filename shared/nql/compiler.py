@@ -129,7 +129,7 @@ def _parse(nql: str) -> _Parsed:
         rewrite_exists_star(maybe_query)
     query = check_query(maybe_query, relation_ok=unresolved_relation_ok)
     check_explicit_columns(query)
-    check_unique_names(output_names(query))
+    check_unique_names(output_names(query), query)
     delta_references(query)
     statement = ParsedStatement(kind=kind, view=view, dataset_references=tuple(dataset_references(query)))
     return _Parsed(statement=statement, query=query, query_text=_query_text(nql, root))
@@ -217,7 +217,7 @@ def _compile_parsed(parsed: _Parsed, answers: tuple[tuple[str, ResolvedDataset],
     normalize_limits(query)
     check_explicit_columns(query)
     check_query(query, relation_ok=allowed_relation_names(relations))
-    check_unique_names(output_names(query))
+    check_unique_names(output_names(query), query)
 
     select_sql = to_duckdb_sql(query)
     check_duckdb_sql(select_sql, relations)

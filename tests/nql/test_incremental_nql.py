@@ -106,3 +106,8 @@ def test_grouping_constructs_are_accepted(group: str, nql_catalog: StaticCatalog
     compiled = compile_nql(f'SELECT country, quantity, GROUPING(country) AS g, COUNT(1) AS n '
                            f'FROM company_data."7" GROUP BY {group}', nql_catalog)
     assert [c.name for c in compiled.output_columns] == ["country", "quantity", "g", "n"]
+
+
+def test_a_duplicate_output_column_points_at_the_duplicate() -> None:
+    problem = validate_nql('SELECT user_id AS x,\n   amount AS x FROM company_data."7"').problems[0]
+    assert (problem.line, problem.column) == (2, 4) and "Duplicate output column 'x'" in problem.message
