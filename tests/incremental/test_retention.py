@@ -64,56 +64,61 @@ def retention(store: Store, settings: Settings, *, at: datetime = NOW) -> Retent
     return Retention(settings=settings, store=store, storage=Storage.from_settings(settings), clock=lambda: at)
 
 
-def stored(settings: Settings) -> set[str]:
-    return set(object_keys(settings, f"{VIEW}/"))
+def stored(settings: Settings, keys: list[str]) -> set[str]:
+    """Which of this test's objects exist (an S3 session's bucket outlives each test)."""
+    return set(object_keys(settings, f"{VIEW}/")) & set(keys)
 
 
 def test_append_view_drops_files_older_than_the_duration(pg_store: Store, wsettings: Settings) -> None:
-    a, b, c = make_view(pg_store, wsettings, expire="P30D", write_mode="append", ages_days=[40, 10, 1])
+    keys = make_view(pg_store, wsettings, expire="P30D", write_mode="append", ages_days=[40, 10, 1])
+    a, b, c = keys
     done = retention(pg_store, wsettings).sweep()
     files, rows, count, operation = state(pg_store)
     assert (files, rows, operation) == ([b, c], 20, "expire")
     assert len(done.expired_snapshots) == 1 and done.deleted_files == [a]
-    assert stored(wsettings) == {b, c} and count == 1  # superseded snapshots listed a: gone
+    assert stored(wsettings, keys) == {b, c} and count == 1  # superseded snapshots listed a: gone
     # A later sweep, 35 days on: b is now old as well.
     retention(pg_store, wsettings, at=NOW + timedelta(days=25)).sweep()
-    assert state(pg_store)[0] == [c] and stored(wsettings) == {c}
+    assert state(pg_store)[0] == [c] and stored(wsettings, keys) == {c}
 
 
 def test_nothing_is_deleted_under_a_running_job(pg_store: Store, wsettings: Settings) -> None:
-    a, b = make_view(pg_store, wsettings, expire="P30D", write_mode="append", ages_days=[40, 1])
+    keys = make_view(pg_store, wsettings, expire="P30D", write_mode="append", ages_days=[40, 1])
+    a, b = keys
     with pg_store.unit_of_work() as session:
         job, _ = create_job(session, NewJob(company_id=COMPANY, user_id=1, type="materialize-view",
                                             nql='CREATE MATERIALIZED VIEW "r" AS SELECT x FROM company_data."700"'))
         assert claim(session, job.id, executor="w", lease_seconds=60) == 1  # pins the current snapshot
     done = retention(pg_store, wsettings).sweep()
     assert state(pg_store)[0] == [b]  # expired from the current snapshot at once...
-    assert done.deleted_files == [] and stored(wsettings) == {a, b}  # ...but a stays for the run
+    assert done.deleted_files == [] and stored(wsettings, keys) == {a, b}  # ...but a stays for the run
     with pg_store.unit_of_work() as session:
         cancel(session, job.id, actor="test")
     done = retention(pg_store, wsettings).sweep()
-    assert done.deleted_files == [a] and stored(wsettings) == {b}
+    assert done.deleted_files == [a] and stored(wsettings, keys) == {b}
 
 
 def test_overwrite_view_drops_old_snapshots(pg_store: Store, wsettings: Settings) -> None:
-    _, _, c = make_view(pg_store, wsettings, expire="P30D", write_mode="overwrite", ages_days=[50, 40, 1])
+    keys = make_view(pg_store, wsettings, expire="P30D", write_mode="overwrite", ages_days=[50, 40, 1])
+    c = keys[2]
     retention(pg_store, wsettings).sweep()
     files, _, count, operation = state(pg_store)
     assert (files, count, operation) == ([c], 1, "overwrite")
-    assert stored(wsettings) == {c}
+    assert stored(wsettings, keys) == {c}
 
 
 def test_overwrite_view_keeps_recent_history(pg_store: Store, wsettings: Settings) -> None:
-    make_view(pg_store, wsettings, expire="P30D", write_mode="overwrite", ages_days=[20, 10, 1])
+    keys = make_view(pg_store, wsettings, expire="P30D", write_mode="overwrite", ages_days=[20, 10, 1])
     retention(pg_store, wsettings).sweep()
-    assert state(pg_store)[2] == 3 and len(stored(wsettings)) == 3
+    assert state(pg_store)[2] == 3 and len(stored(wsettings, keys)) == 3
 
 
 def test_expire_everything_keeps_only_the_current_snapshot(pg_store: Store, wsettings: Settings) -> None:
-    a, b, c = make_view(pg_store, wsettings, expire="expire_everything", write_mode="append", ages_days=[3, 2, 1])
+    keys = make_view(pg_store, wsettings, expire="expire_everything", write_mode="append", ages_days=[3, 2, 1])
+    a, b, c = keys
     retention(pg_store, wsettings).sweep()
     files, _, count, _ = state(pg_store)
-    assert files == [a, b, c] and count == 1 and stored(wsettings) == {a, b, c}
+    assert files == [a, b, c] and count == 1 and stored(wsettings, keys) == {a, b, c}
 
 
 def test_retain_everything_keeps_all(pg_store: Store, wsettings: Settings, tmp_path: Path) -> None:
