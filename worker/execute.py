@@ -252,13 +252,19 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
         staged = write_staged(con, select_sql, run.staging)
     run.watcher.check()  # a cancel (or the output cap) that came while writing wins
     check_output_size(staged.size, run.settings.max_output_bytes)
+    # An incremental append's statistics: the new files' now, in this connection (they are
+    # still in the staging folder), merged with the parent's at publish.
+    new_stats = None
+    if refresh is not None and run.job.stats_enabled and target.write_mode == "append" \
+            and refresh.target_snapshot_id is not None:
+        new_stats = compute_column_stats(con, staged.paths, target.columns)
     files = place(staged, storage=run.files.storage, dataset_id=target.dataset_id,
                   job_id=run.job.job_id, attempt=run.job.attempt)
     # The new rows, as local files: a local store took the staged files, a remote one copied them.
     written = [run.files.storage.local_path(key) or path for key, path in zip(files, staged.paths, strict=True)]
 
     def stats(parent_keys: list[str]) -> dict[str, Any]:
-        merged = _incremental_stats(run, target, refresh, parent_keys, written)
+        merged = _incremental_stats(run, refresh, parent_keys, new_stats)
         if merged:
             return merged
         parent = local_files(parent_keys, storage=run.files.storage, cache=run.files.cache,
@@ -284,22 +290,18 @@ def _materialize(run: Run, plan: Plan, target: Target, con: duckdb.DuckDBPyConne
     return Outcome.COMPLETED
 
 
-def _incremental_stats(run: Run, target: Target, refresh: Refresh | None, parent_keys: list[str],
-                       written: list[Path]) -> dict[str, Any] | None:
+def _incremental_stats(run: Run, refresh: Refresh | None, parent_keys: list[str],
+                       new_stats: dict[str, Any] | None) -> dict[str, Any] | None:
     """An incremental append's column statistics: the parent's merged with the new files'
     (`stats_merge.py`), so the run never reads the view's history. None: compute in full."""
-    if refresh is None or target.write_mode != "append" or not parent_keys or refresh.target_snapshot_id is None:
+    if refresh is None or new_stats is None or not parent_keys or refresh.target_snapshot_id is None:
         return None
     with run.store.unit_of_work() as session:
         parent = session.get(Snapshot, refresh.target_snapshot_id)
         parent_stats = parent.column_stats if parent is not None else None
     if not parent_stats:
         return None
-    stats_con = trusted_connection(run.limits())
-    try:
-        return merge_column_stats(parent_stats, compute_column_stats(stats_con, written, target.columns)) or None
-    finally:
-        stats_con.close()
+    return merge_column_stats(parent_stats, new_stats) or None
 
 
 def _progress_recorder(run: Run, target: Target, refresh: Refresh) -> Callable[[Session, Any], None]:
