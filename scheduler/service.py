@@ -23,6 +23,7 @@ from scheduler.publisher import Publisher
 from scheduler.reaper import Reaper
 from scheduler.result_exports import ResultExports
 from scheduler.result_ttl import ResultTtl
+from scheduler.retention import Retention
 from scheduler.runner import Duty, Runner
 from scheduler.schedules import RefreshSchedules
 from scheduler.webhooks import WebhookRelay
@@ -54,6 +55,7 @@ def build_duties(settings: Settings, store: Store, publisher: Publisher) -> list
         ResultTtl(settings=settings, store=store, storage=Storage.from_settings(settings)),
         ResultExports(settings=settings, store=store, actor=actor_name("result-exports")),
         WebhookRelay(settings=settings, store=store),
+        Retention(settings=settings, store=store, storage=Storage.from_settings(settings)),
     ]
     if settings.scheduler_liveness_file is not None:
         duties.append(Liveness(settings.scheduler_liveness_file))

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     scheduler_liveness_file: Path | None = Field(
         default=None,
         description="If set, the scheduler touches this file on every loop (container healthchecks).")
+    retention_interval_seconds: float = Field(
+        default=60.0, gt=0,
+        description="How often the scheduler applies materialized views' EXPIRE options.")
 
     # Treasure Data surface (api/td): an interactive query's result (a bare SELECT) is
     # deleted this long after the job ended, then answers 410 Gone.

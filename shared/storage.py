@@ -8,6 +8,8 @@ lists keys, never host paths, so hosts share nothing but the bucket.
 Keys (built only here):
 
     <dataset_id>/<job_id>-<attempt>-<n>.parquet     a run's output files
+    <dataset_id>/<col>_<day|month|year>=<value>[/...]/<job_id>-<attempt>-<n>.parquet
+                                                    a PARTITIONED_BY view's output files
     <dataset_id>/import-<token>.parquet             `dataplane datasets import`
 
 Objects are immutable: written once with create-only puts (`If-None-Match: *`), deleted
@@ -88,6 +90,23 @@ def dataset_prefix(dataset_id: int) -> str:
 def output_key(dataset_id: int, job_id: uuid.UUID, attempt: int, index: int) -> str:
     """A run's n-th output file: unique to the job and the attempt."""
     return f"{int(dataset_id)}/{job_id}-{int(attempt)}-{int(index)}.parquet"
+
+
+def partitioned_output_key(dataset_id: int, partition: Iterable[tuple[str, str]], job_id: uuid.UUID,
+                           attempt: int, index: int) -> str:
+    """A PARTITIONED_BY view's output file, under Hive-style `name=value` folders."""
+    folders = "/".join(f"{_segment(name)}={_segment(value)}" for name, value in partition)
+    return f"{int(dataset_id)}/{folders}/{job_id}-{int(attempt)}-{int(index)}.parquet"
+
+
+def partition_of_key(key: str) -> dict[str, str]:
+    """The `name=value` folders of a key (empty for an unpartitioned file)."""
+    return dict(part.split("=", 1) for part in key.split("/")[1:-1] if "=" in part)
+
+
+def _segment(text: str) -> str:
+    # Partition values are dates we formatted, names are column names: keep keys plain.
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "_"
 
 
 def import_key(dataset_id: int, token: str) -> str:

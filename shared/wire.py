@@ -8,6 +8,8 @@ from typing import Any
 from shared.store.models import Job
 
 STATISTICS_KEYS = ("records_inserted", "result_size", "duration_ms", "queued_ms")
+# Only on runs of incremental views (DELTA / MERGE), and only when set.
+REFRESH_STATISTICS_KEYS = ("refresh", "refresh_reason", "rows_read", "files_read")
 
 
 def iso(value: datetime | None) -> str | None:
@@ -41,7 +43,9 @@ def job_to_wire(job: Job) -> dict[str, Any]:
         "priority": job.priority,
         "retry_limit": job.retry_limit,
         "attempts": job.attempts,
-        "statistics": {key: (job.statistics or {}).get(key) for key in STATISTICS_KEYS},
+        "statistics": {**{key: (job.statistics or {}).get(key) for key in STATISTICS_KEYS},
+                       **{key: job.statistics[key] for key in REFRESH_STATISTICS_KEYS
+                          if key in (job.statistics or {})}},
         "created_at": iso(job.created_at),
         "updated_at": iso(job.updated_at),
         "started_at": iso(job.started_at),

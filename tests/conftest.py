@@ -94,7 +94,8 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-_TABLES = ("td_jobs", "job_transitions", "job_tags", "refresh_schedules", "snapshots", "jobs", "datasets", "api_tokens")
+_TABLES = ("td_jobs", "job_transitions", "job_tags", "refresh_schedules", "view_progress", "snapshots", "jobs",
+           "datasets", "api_tokens")
 # Webhook tables first: their rows reference jobs (issue 16).
 _TABLES = ("webhook_deliveries", "webhook_subscriptions", *_TABLES)
 

@@ -100,7 +100,8 @@ def parquet_list(files: Sequence[Path]) -> str:
 def relation_sql(item: Input) -> str:
     """The SELECT a relation stands for (also used to build samples of it)."""
     columns = ", ".join(sql_identifier(name) for name, _ in item.columns)
-    return f"SELECT {columns} FROM read_parquet({parquet_list(item.files)})"
+    # hive_partitioning off: PARTITIONED_BY folders (`d_month=2024-01`) are not columns.
+    return f"SELECT {columns} FROM read_parquet({parquet_list(item.files)}, hive_partitioning = false)"
 
 
 def bind_inputs(con: duckdb.DuckDBPyConnection, inputs: Iterable[Input]) -> None:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from shared.errors import OutputTooLarge, UserError
 from shared.nql import CompiledQuery
-from shared.storage import Storage, StorageError, output_key
+from shared.storage import Storage, StorageError, output_key, partitioned_output_key
 from shared.store import Store
 from shared.store.datasets import (
     SnapshotConflict,
@@ -63,6 +63,10 @@ class Target:
     write_mode: str
     columns: tuple[tuple[str, str], ...]
     refresh_schedule: str | None = None  # the view's REFRESH_SCHEDULE, stored on completion
+    # A MERGE into a PARTITIONED_BY view: the view's files of untouched partitions, kept.
+    carried_files: tuple[str, ...] = ()
+    carried_rows: int = 0
+    carried_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class Staged:
     paths: tuple[Path, ...]  # in row order
     rows: int
     size: int
+    # PARTITIONED_BY views: each path's (folder name, value) pairs, aligned with `paths`.
+    partitions: tuple[tuple[tuple[str, str], ...], ...] = ()
 
 
 # One output file per this many bytes: bounded uploads, and a cap the watcher can check
@@ -110,6 +116,8 @@ def ensure_target(session: Session, job: Job, compiled: CompiledQuery) -> Target
             f"The view's columns ({_columns(columns)}) do not match the columns of dataset "
             f"{dataset.id} ({_columns(existing)}); use WRITE_MODE = 'overwrite' to replace it",
             dataset_id=dataset.id)
+    if dataset.expire != view.expire:  # the retention duty reads it from here
+        dataset.expire = view.expire
     return Target(dataset_id=dataset.id, write_mode=view.write_mode, columns=columns,
                   refresh_schedule=view.refresh_schedule)
 
@@ -144,7 +152,8 @@ def place(staged: Staged, *, storage: Storage, dataset_id: int, job_id: uuid.UUI
     keys: list[str] = []
     try:
         for index, path in enumerate(staged.paths):
-            key = output_key(dataset_id, job_id, attempt, index)
+            key = partitioned_output_key(dataset_id, staged.partitions[index], job_id, attempt, index) \
+                if staged.partitions else output_key(dataset_id, job_id, attempt, index)
             storage.put_file(key, path, move=True)
             keys.append(key)
     except BaseException:
@@ -181,7 +190,8 @@ def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, tar
             files: list[str], staged: Staged, storage: Storage, compiled_sql: str,
             stats: Callable[[list[str]], dict[str, Any]] | None,
             statistics: Callable[[], dict[str, Any]],
-            store_retry_seconds: float = 0) -> dict[str, Any]:
+            store_retry_seconds: float = 0,
+            on_publish: Callable[[Session, Any], None] | None = None) -> dict[str, Any]:
     """Publish the snapshot and complete the job in one transaction; returns the result.
 
     `stats` computes column statistics over the new snapshot's files, given the parent
@@ -196,7 +206,7 @@ def publish(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str, tar
         return _publish_while_reachable(
             store, job_id=job_id, attempt=attempt, executor=executor, target=target, files=files,
             staged=staged, compiled_sql=compiled_sql, stats=stats,
-            statistics=statistics, retry_seconds=store_retry_seconds)
+            statistics=statistics, retry_seconds=store_retry_seconds, on_publish=on_publish)
     except (SnapshotConflict, RunStopped, duckdb.Error, UserError):
         unplace(storage, files)
         raise
@@ -253,7 +263,8 @@ def _publish_with_conflicts(store: Store, **publish_args: Any) -> dict[str, Any]
 def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: str,
                   target: Target, files: list[str], staged: Staged,
                   compiled_sql: str, stats: Callable[[list[str]], dict[str, Any]] | None,
-                  statistics: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+                  statistics: Callable[[], dict[str, Any]],
+                  on_publish: Callable[[Session, Any], None] | None = None) -> dict[str, Any]:
     column_stats, expected = None, None
     if stats is not None:  # statistics describe the new snapshot: they need its parent first
         expected, parent_files = _parent(store, target.dataset_id)
@@ -267,7 +278,11 @@ def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: st
         snapshot = publish_snapshot(
             session, dataset=dataset, job_id=job_id, write_mode=target.write_mode,
             added_files=files, added_rows=staged.rows, added_bytes=staged.size,
-            column_stats=column_stats, schema=None if keep else target.columns)
+            column_stats=column_stats, schema=None if keep else target.columns,
+            carried_files=target.carried_files, carried_rows=target.carried_rows,
+            carried_bytes=target.carried_bytes)
+        if on_publish is not None:  # an incremental view's progress: same transaction
+            on_publish(session, snapshot)
         result = {"dataset_id": dataset.id, "snapshot_id": snapshot.id,
                   "recalculation_id": str(snapshot.recalculation_id)}
         if not complete(session, job_id, attempt=attempt, executor=executor, result=result,

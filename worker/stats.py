@@ -58,7 +58,8 @@ def compute_column_stats(con: duckdb.DuckDBPyConnection, files: Sequence[Path],
     select = ["count(*)"] + [sql for _, _, aggs in plan for _, sql in aggs]
     if files:
         row = con.execute(
-            f"SELECT {', '.join(select)} FROM read_parquet({parquet_list(files)})").fetchone()
+            f"SELECT {', '.join(select)} FROM read_parquet({parquet_list(files)}, "
+            "hive_partitioning = false)").fetchone()
     else:
         row = None
     values = list(row) if row else [0] + [None] * (len(select) - 1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -79,6 +79,12 @@ class JobStatistics(BaseModel):
     result_size: int | None
     duration_ms: int | None
     queued_ms: int | None
+    # Runs of incremental views only (DELTA / MERGE):
+    refresh: Literal["incremental", "full"] | None = Field(
+        default=None, description="incremental: only rows added since the view's last run were read")
+    refresh_reason: str | None = Field(default=None, description="why the run read everything")
+    rows_read: int | None = Field(default=None, description="input rows read")
+    files_read: int | None = Field(default=None, description="input files read")
 
 
 class Job(BaseModel):

@@ -74,9 +74,9 @@ class ScheduleBody(_Body):
 
 class RefreshBody(_Body):
     execution_cluster: Cluster | None = None
-    # Narrative's `incremental` uses progress tracking, which we do not have: both run
-    # the view's statement as it is, with its WRITE_MODE.
-    type: Literal["full", "incremental"] | None = None
+    type: Literal["full", "incremental"] | None = Field(default=None, description=(
+        "incremental (default): DELTA inputs read only what was added since the view's last "
+        "successful run; full: ignore that progress and rebuild the view from all of its inputs"))
 
 
 def _schedule_or_404(session: Session, dataset_id: int) -> dict[str, object]:
@@ -135,7 +135,7 @@ def refresh_materialized_view(dataset_id: DatasetId, principal: CurrentPrincipal
     with store.unit_of_work() as session:
         dataset = owned_dataset(session, dataset_id, company_id=principal.company_id)
         job, created = refresh_now(session, dataset=dataset, user_id=principal.user_id,
-                                   execution_cluster=cluster)
+                                   execution_cluster=cluster, refresh_type=body.type if body else None)
         wire = job_to_wire(job)
     if created:
         nudge_dispatcher(settings)  # after the commit, so the dispatcher finds the row

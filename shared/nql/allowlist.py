@@ -20,8 +20,9 @@ from functools import cache
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 
-from shared.errors import ForbiddenConstruct, UnsupportedConstruct
+from shared.errors import ForbiddenConstruct, NQLError, UnsupportedConstruct
 from shared.nql.dialect import NQL, STRING_LITERAL_TABLE
+from shared.nql.position import located
 
 _AGGREGATE = """
     count sum avg mean min max any_value arbitrary first last arg_min arg_max argmin argmax
@@ -96,6 +97,7 @@ ALLOWED_NODES: tuple[type[exp.Expr], ...] = (
     exp.Any, exp.All, exp.Lambda, exp.Filter, exp.PropertyEQ, exp.IgnoreNulls, exp.RespectNulls,
     exp.WithinGroup, exp.Cast, exp.TryCast, exp.Case, exp.If, exp.Extract, exp.Array,
     exp.Struct, exp.Count, exp.Coalesce, exp.CurrentDate, exp.CurrentTimestamp,
+    exp.Rollup, exp.Cube, exp.GroupingSets, exp.Grouping,
 )  # fmt: skip
 
 # Statements and clauses that are an escape attempt, not merely unsupported syntax.
@@ -225,10 +227,11 @@ def check_table(table: exp.Table, *, relation_ok: Callable[[exp.Table], bool]) -
 def check_cte_names(tree: exp.Expr) -> None:
     for cte in tree.find_all(exp.CTE):
         if is_reserved_name(cte.alias_or_name):
-            raise ForbiddenConstruct(f"CTE name {cte.alias_or_name!r} is reserved (it names a system relation)")
+            raise located(ForbiddenConstruct(
+                f"CTE name {cte.alias_or_name!r} is reserved (it names a system relation)"), cte)
     for with_ in tree.find_all(exp.With):
         if with_.args.get("recursive"):
-            raise UnsupportedConstruct("WITH RECURSIVE is not supported in NQL")
+            raise located(UnsupportedConstruct("WITH RECURSIVE is not supported in NQL"), with_)
 
 
 # A parenthesized query with ORDER BY/LIMIT after it stays a Subquery at the root.
@@ -250,9 +253,12 @@ def check_query(query: exp.Expr | None, *, relation_ok: Callable[[exp.Table], bo
         raise ForbiddenConstruct(f"{label} statements are not allowed: NQL runs a single SELECT", construct=label)
     check_cte_names(query)
     for node in query.walk():
-        check_node(node)
-        if isinstance(node, exp.Table):
-            check_table(node, relation_ok=relation_ok)
+        try:
+            check_node(node)
+            if isinstance(node, exp.Table):
+                check_table(node, relation_ok=relation_ok)
+        except NQLError as error:
+            raise located(error, node) from None
     return query
 
 

@@ -23,6 +23,7 @@ from shared.nql.allowlist import allowed_relation_names, check_query
 from shared.nql.catalog import Catalog
 from shared.nql.dialect import NQL, QUERY_SPAN, Explain, MaterializedView
 from shared.nql.duckdb_check import check_duckdb_sql
+from shared.nql.incremental import check_merge_columns, delta_references
 from shared.nql.memo import LruMemo
 from shared.nql.models import (
     CompiledQuery,
@@ -79,6 +80,7 @@ class _CompiledQuery:
     select_sql: str
     output_columns: tuple[OutputColumn, ...]
     datasets: tuple[ResolvedDataset, ...]
+    delta_dataset_ids: tuple[int, ...] = ()
 
 
 def _guarded(step: Callable[[], T]) -> T:
@@ -127,7 +129,8 @@ def _parse(nql: str) -> _Parsed:
         rewrite_exists_star(maybe_query)
     query = check_query(maybe_query, relation_ok=unresolved_relation_ok)
     check_explicit_columns(query)
-    check_unique_names(output_names(query))
+    check_unique_names(output_names(query), query)
+    delta_references(query)
     statement = ParsedStatement(kind=kind, view=view, dataset_references=tuple(dataset_references(query)))
     return _Parsed(statement=statement, query=query, query_text=_query_text(nql, root))
 
@@ -206,18 +209,21 @@ def _compile(nql: str, catalog: Catalog) -> CompiledQuery:
 
 def _compile_parsed(parsed: _Parsed, answers: tuple[tuple[str, ResolvedDataset], ...]) -> _CompiledQuery:
     query = parsed.query  # a fresh parse: resolution and qualification rewrite it in place
+    delta = delta_references(query)
+    delta_ids = tuple(sorted({dataset.dataset_id for ref, dataset in answers if ref in delta}))
     datasets = resolve_datasets(query, _Answers(answers))
     relations = [d.relation for d in datasets]
     query = qualify_query(query, datasets)
     normalize_limits(query)
     check_explicit_columns(query)
     check_query(query, relation_ok=allowed_relation_names(relations))
-    check_unique_names(output_names(query))
+    check_unique_names(output_names(query), query)
 
     select_sql = to_duckdb_sql(query)
     check_duckdb_sql(select_sql, relations)
     columns = _output_columns(output_names(query), describe(select_sql, datasets))
-    return _CompiledQuery(select_sql=select_sql, output_columns=columns, datasets=tuple(datasets))
+    return _CompiledQuery(select_sql=select_sql, output_columns=columns, datasets=tuple(datasets),
+                          delta_dataset_ids=delta_ids)
 
 
 def _finish(statement: ParsedStatement, compiled: _CompiledQuery) -> CompiledQuery:
@@ -227,12 +233,15 @@ def _finish(statement: ParsedStatement, compiled: _CompiledQuery) -> CompiledQue
         for column, _ in view.partitioned_by:
             if column.lower() not in names:
                 raise ColumnNotFound(f"PARTITIONED_BY column {column!r} is not an output column of the query")
+        if view.merge is not None:
+            check_merge_columns(view.merge.columns, [c.name for c in compiled.output_columns])
     return CompiledQuery(
         kind=statement.kind,
         select_sql=compiled.select_sql,
         output_columns=compiled.output_columns,
         datasets=compiled.datasets,
         view=view,
+        delta_dataset_ids=compiled.delta_dataset_ids,
     )
 
 

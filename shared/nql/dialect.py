@@ -15,7 +15,7 @@ writes DuckDB SQL, always spells out `NULLS FIRST|LAST` so the order never depen
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
@@ -38,6 +38,8 @@ STRING_LITERAL_TABLE = "nql_string_literal"  # Identifier meta flag: `FROM '/etc
 # Meta of a MaterializedView / Explain: (start, end) character offsets of its query in the
 # text, so the compiler can memoize a query's compile whatever the view is named.
 QUERY_SPAN = "nql_query_span"
+# Table meta flag: the table was written `DELTA(TABLE <dataset>)` (read only what is new).
+DELTA_TABLE = "nql_delta"
 
 
 class MaterializedView(exp.Expression):
@@ -49,7 +51,15 @@ class MaterializedView(exp.Expression):
         "partitions": False,  # list[exp.Tuple(column, Var(transform))]
         "expression": True,  # the query
         "budget": False,  # BudgetClause
+        "merge": False,  # MergeClause
     }
+
+
+class MergeClause(exp.Expression):
+    """`MERGE ON cond WHEN [NOT] MATCHED [AND c] THEN ...` after a view's query (and budget):
+    the query's rows (`source`) merged into the view's current rows (`target`)."""
+
+    arg_types: ClassVar[dict[str, bool]] = {"on": True, "whens": True}
 
 
 class Explain(exp.Expression):
@@ -95,6 +105,15 @@ class NQL(DuckDB):
             for error in self.errors[-1].errors if self.errors else ():
                 error.setdefault("start", start)
 
+        def _parse_function(self, *args: Any, **kwargs: Any) -> exp.Expr | None:
+            # Remember where a call starts (sqlglot keeps positions on identifiers only), so
+            # an error about a function can say where it is.
+            token = self._curr
+            node = super()._parse_function(*args, **kwargs)
+            if node is not None and token is not None and "start" not in node.meta:
+                node.meta.update(line=token.line, col=token.col, start=token.start, end=token.end)
+            return node
+
         def _parse_statement(self) -> exp.Expr | None:
             if self._curr and self._match_text_seq("CREATE", "MATERIALIZED", "VIEW"):
                 return self._parse_materialized_view()
@@ -128,8 +147,13 @@ class NQL(DuckDB):
             if not self._prev or self._prev.token_type != TokenType.ALIAS:
                 self.raise_error("Expected AS followed by a query")
 
-            tail = self._budget_tail_start()
             end = self._tokens_size
+            merge_at = self._merge_tail_start()
+            if merge_at is not None:
+                self._tokens_size = merge_at  # the query and the budget end where MERGE starts
+                self._advance(0)
+            query_end = self._tokens_size
+            tail = self._budget_tail_start()
             if tail is not None:
                 self._tokens_size = tail  # the query must not see the budget's LIMIT/BUDGET
                 self._advance(0)
@@ -138,9 +162,12 @@ class NQL(DuckDB):
             span = (start, self._prev.end + 1 if self._prev else start)
             if self._index < self._tokens_size:
                 self.raise_error("Invalid expression / Unexpected token")
-            self._tokens_size = end
+            self._tokens_size = query_end
             self._advance(0)
             budget = self._parse_budget() if tail is not None else None
+            self._tokens_size = end
+            self._advance(0)
+            merge = self._parse_merge_clause() if merge_at is not None else None
 
             view = self.expression(
                 MaterializedView(
@@ -149,6 +176,7 @@ class NQL(DuckDB):
                     partitions=partitions,
                     expression=query,
                     budget=budget,
+                    merge=merge,
                 )
             )
             view.meta[QUERY_SPAN] = span
@@ -182,6 +210,55 @@ class NQL(DuckDB):
                 return None
             self._advance()
             return self.expression(exp.Tuple(expressions=[column, exp.var(transform.text.upper())]))
+
+        # -- MERGE ON ... WHEN ... ------------------------------------------------------
+
+        def _merge_tail_start(self) -> int | None:
+            """Index of a top-level `MERGE ON` after the query, if there is one."""
+            depth = 0
+            for index in range(self._index, self._tokens_size - 1):
+                token = self._tokens[index]
+                if token.token_type == TokenType.L_PAREN:
+                    depth += 1
+                elif token.token_type == TokenType.R_PAREN:
+                    depth -= 1
+                elif depth == 0 and _token_is(token, "MERGE") and \
+                        self._tokens[index + 1].token_type == TokenType.ON:
+                    return index
+            return None
+
+        def _parse_merge_clause(self) -> exp.Expr:
+            self._advance()  # MERGE
+            self._match(TokenType.ON)
+            on = self._parse_disjunction()
+            if on is None:
+                self.raise_error("Expected a condition after MERGE ON")
+            whens = self._parse_when_matched()
+            if not whens.expressions:
+                self.raise_error("MERGE needs WHEN MATCHED / WHEN NOT MATCHED clauses")
+            if self._index < self._tokens_size:
+                self.raise_error("Unexpected token after the MERGE clause")
+            return self.expression(MergeClause(on=on, whens=whens))
+
+        # -- DELTA(TABLE <dataset>) ------------------------------------------------------
+
+        def _parse_table(self, *args: Any, **kwargs: Any) -> exp.Expr | None:
+            if (self._curr and self._next and _token_is(self._curr, "DELTA")
+                    and self._next.token_type == TokenType.L_PAREN):
+                start = self._curr
+                self._advance(2)
+                if not self._match(TokenType.TABLE):
+                    self.raise_error('DELTA takes a dataset: DELTA(TABLE company_data."<id>")', start)
+                table = self._parse_table_parts()
+                if table is None or not self._match(TokenType.R_PAREN):
+                    self.raise_error("Expected ) to close DELTA(TABLE ...)")
+                    return None
+                table.meta[DELTA_TABLE] = True
+                alias = self._parse_table_alias()
+                if alias:
+                    table.set("alias", alias)
+                return table
+            return super()._parse_table(*args, **kwargs)
 
         # -- BUDGET n USD | LIMIT n USD [PER period] -----------------------------------
 
@@ -225,6 +302,7 @@ class NQL(DuckDB):
             MaterializedView: lambda self, e: self.materialized_view_sql(e),
             Explain: lambda self, e: self.explain_sql(e),
             BudgetClause: lambda self, e: self.budget_clause_sql(e),
+            MergeClause: lambda self, e: self.merge_clause_sql(e),
         }
 
         def ordered_sql(self, expression: exp.Ordered) -> str:
@@ -233,6 +311,16 @@ class NQL(DuckDB):
             direction = " DESC" if expression.args.get("desc") else " ASC"
             nulls = " NULLS FIRST" if expression.args.get("nulls_first") else " NULLS LAST"
             return f"{this}{direction}{nulls}"
+
+        def table_sql(self, expression: exp.Table, sep: str = " AS ") -> str:
+            if not expression.meta.get(DELTA_TABLE):
+                return super().table_sql(expression, sep)
+            bare = expression.copy()
+            bare.meta.pop(DELTA_TABLE, None)
+            alias = bare.args.get("alias")
+            bare.set("alias", None)
+            text = f"DELTA(TABLE {super().table_sql(bare, sep)})"
+            return f"{text}{sep}{self.sql(alias)}" if alias else text
 
         def materialized_view_sql(self, expression: MaterializedView) -> str:
             parts = [f"CREATE MATERIALIZED VIEW {self.sql(expression, 'this')}"]
@@ -244,7 +332,11 @@ class NQL(DuckDB):
                 parts.append(f"PARTITIONED_BY {items}")
             parts.append(f"AS {self.sql(expression, 'expression')}")
             budget = self.sql(expression, "budget")
-            return " ".join(parts + ([budget] if budget else []))
+            merge = self.sql(expression, "merge")
+            return " ".join(parts + ([budget] if budget else []) + ([merge] if merge else []))
+
+        def merge_clause_sql(self, expression: MergeClause) -> str:
+            return f"MERGE ON {self.sql(expression, 'on')} {self.sql(expression, 'whens')}"
 
         def explain_sql(self, expression: Explain) -> str:
             return f"EXPLAIN {self.sql(expression, 'this')}"

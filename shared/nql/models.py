@@ -36,6 +36,21 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class MergeSpec:
+    """A view's `MERGE ON ... WHEN ...` clause (`incremental.py`)."""
+
+    sql: str  # DuckDB text of `ON ... WHEN ...`, over the aliases `target` and `source`
+    on: str  # DuckDB text of the ON condition alone
+    columns: tuple[str, ...]  # every column name it names (lower-cased)
+    # Columns the ON condition equates (`target.c = source.c` or IS NOT DISTINCT FROM, in its
+    # top-level AND) and columns an UPDATE SET assigns: a MERGE into a PARTITIONED_BY view
+    # can rewrite only the partitions it touches when it equates every partition column
+    # and assigns none of them.
+    equal_columns: tuple[str, ...] = ()
+    set_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class MaterializedViewSpec:
     """The options of `CREATE MATERIALIZED VIEW`, typed and defaulted."""
 
@@ -49,6 +64,7 @@ class MaterializedViewSpec:
     extended_stats: str | None = None  # None | "all" | "none"
     partitioned_by: tuple[tuple[str, str], ...] = ()  # (column, "DAY" | "MONTH" | "YEAR")
     budget: Budget | None = None
+    merge: MergeSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,7 @@ class CompiledQuery:
     output_columns: tuple[OutputColumn, ...]
     datasets: tuple[ResolvedDataset, ...]
     view: MaterializedViewSpec | None
+    delta_dataset_ids: tuple[int, ...] = ()  # datasets read as DELTA(TABLE ...)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from shared.nql.allowlist import is_dataset_relation, is_reserved_name
 from shared.nql.catalog import Catalog
 from shared.nql.dialect import NQL
 from shared.nql.models import ResolvedDataset
+from shared.nql.position import located
 from shared.nql.rules import leftmost_select
 
 COMPANY_DATA = "company_data"
@@ -80,7 +81,7 @@ def resolve_datasets(query: exp.Expr, catalog: Catalog) -> list[ResolvedDataset]
             resolved[reference] = dataset
         extra = sorted(k for k, v in table.args.items() if v and k not in _TABLE_PARTS)
         if extra:  # replacing the node would silently drop these
-            raise UnsupportedConstruct(f"{', '.join(extra).upper()} on a dataset is not supported")
+            raise located(UnsupportedConstruct(f"{', '.join(extra).upper()} on a dataset is not supported"), table)
         relation = resolved[reference].relation
         alias = table.args.get("alias")
         if not isinstance(alias, exp.TableAlias) or not alias.name:
@@ -126,12 +127,21 @@ def qualify_query(query: exp.Expr, datasets: list[ResolvedDataset]) -> exp.Expr:
     except OptimizeError as e:
         message = str(e).splitlines()[0] if str(e) else "a column could not be resolved"
         if "could not be resolved" in message or "Unknown column" in message:
-            raise ColumnNotFound(f"Column not found: {message}") from e
+            raise located(ColumnNotFound(f"Column not found: {message}"), _named_column(query, message)) from e
         raise NQLError(f"Cannot resolve the query: {message}") from e
     except SqlglotError as e:
         raise NQLError(f"Cannot resolve the query: {e}") from e
     _restore_output_case(qualified, written)
     return qualified
+
+
+def _named_column(query: exp.Expr, message: str) -> exp.Expr | None:
+    """The column an error message names (quoted in it), to point at its position."""
+    for column in query.find_all(exp.Column):
+        name = column.name
+        if name and (f"'{name}'" in message or f'"{name}"' in message):
+            return column
+    return None
 
 
 def _restore_output_case(query: exp.Expr, written: list[str]) -> None:

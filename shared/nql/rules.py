@@ -17,6 +17,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from shared.errors import NQLError, UnsupportedConstruct
+from shared.nql.position import located
 
 STAR_MESSAGE = "SELECT * is not allowed: NQL needs explicit columns; list the columns you want (COUNT(*) is fine)"
 
@@ -48,14 +49,15 @@ def check_explicit_columns(query: exp.Expr) -> None:
         parent = star.parent
         if isinstance(parent, exp.Count) and parent.this is star:
             continue
-        raise NQLError(STAR_MESSAGE, rule="explicit-columns")
+        raise located(NQLError(STAR_MESSAGE, rule="explicit-columns"), parent or star)
 
 
 def normalize_limits(query: exp.Expr) -> None:
     """Drop the noise word ROWS from LIMIT (DuckDB rejects `LIMIT n ROWS ONLY`)."""
     for options in list(query.find_all(exp.LimitOptions)):
         if options.args.get("percent") or options.args.get("with_ties"):
-            raise UnsupportedConstruct("LIMIT ... PERCENT / WITH TIES is not supported in NQL")
+            raise located(UnsupportedConstruct("LIMIT ... PERCENT / WITH TIES is not supported in NQL"),
+                          options.parent)
         options.pop()
 
 
@@ -79,13 +81,16 @@ def output_names(query: exp.Expr) -> list[str]:
     return names
 
 
-def check_unique_names(names: list[str]) -> None:
+def check_unique_names(names: list[str], query: exp.Expr | None = None) -> None:
+    """Raise on a duplicate output name (at the duplicate's position when `query` is given)."""
     seen: set[str] = set()
-    for name in names:
+    select = leftmost_select(query) if query is not None else None
+    for index, name in enumerate(names):
         if name.lower() in seen:
-            raise NQLError(
+            at = select.expressions[index] if select is not None and index < len(select.expressions) else None
+            raise located(NQLError(
                 f"Duplicate output column {name!r}: give each output column a unique name with AS",
                 rule="unique-output-columns",
                 output_column=name,
-            )
+            ), at)
         seen.add(name.lower())

@@ -8,8 +8,11 @@ from decimal import Decimal, InvalidOperation
 from sqlglot import exp
 
 from shared.errors import NQLError
-from shared.nql.dialect import BudgetClause, MaterializedView
+from shared.expire import parse_expire
+from shared.nql.dialect import BudgetClause, MaterializedView, MergeClause
+from shared.nql.incremental import merge_spec
 from shared.nql.models import Budget, MaterializedViewSpec
+from shared.nql.position import located
 
 _VIEW_NAME = re.compile(r"[A-Za-z0-9_]{1,256}")
 _SCHEDULES = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@once"})
@@ -44,7 +47,8 @@ def _column_path(column: exp.Expr) -> str:
 def view_spec(node: MaterializedView) -> MaterializedViewSpec:
     name = node.this.name
     if not _VIEW_NAME.fullmatch(name):
-        raise NQLError(f"Materialized view name {name!r} must be 1-256 letters, digits or underscores")
+        raise located(NQLError(f"Materialized view name {name!r} must be 1-256 letters, digits or underscores"),
+                      node.this)
     values: dict[str, str] = {}
     tags: tuple[str, ...] | None = None
     for option in node.args.get("options") or []:
@@ -63,11 +67,19 @@ def view_spec(node: MaterializedView) -> MaterializedViewSpec:
                 raise NQLError(f"{key} must be {allowed}, not {value.name!r}")
         if key == "REFRESH_SCHEDULE":
             text = _check_schedule(text)
+        if key == "EXPIRE":
+            parse_expire(text)  # rejects anything the retention duty could not apply
         values[key] = text
     partitions = tuple(
         (_column_path(item.expressions[0]), item.expressions[1].name) for item in node.args.get("partitions") or []
     )
     budget = node.args.get("budget")
+    merge_clause = node.args.get("merge")
+    merge = merge_spec(merge_clause) if isinstance(merge_clause, MergeClause) else None
+    write_mode = values.get("WRITE_MODE", "append")
+    if merge is not None and write_mode != "append":
+        raise NQLError(f"MERGE requires WRITE_MODE = 'append' (the view's is {write_mode!r})",
+                       rule="merge-requires-append")
     return MaterializedViewSpec(
         name=name,
         refresh_schedule=values.get("REFRESH_SCHEDULE"),
@@ -75,8 +87,9 @@ def view_spec(node: MaterializedView) -> MaterializedViewSpec:
         description=values.get("DESCRIPTION"),
         expire=values.get("EXPIRE"),
         tags=tags or (),
-        write_mode=values.get("WRITE_MODE", "append"),
+        write_mode=write_mode,
         extended_stats=values.get("EXTENDED_STATS"),
         partitioned_by=partitions,
         budget=budget_from_clause(budget) if budget else None,
+        merge=merge,
     )

@@ -95,20 +95,24 @@ def snapshot_of_job(session: Session, job_id: uuid.UUID) -> Snapshot | None:
 def publish_snapshot(session: Session, *, dataset: Dataset, job_id: uuid.UUID | None,
                      write_mode: str, added_files: Sequence[str], added_rows: int,
                      added_bytes: int, column_stats: dict[str, Any] | None = None,
-                     schema: Sequence[Sequence[str]] | None = None) -> Snapshot:
+                     schema: Sequence[Sequence[str]] | None = None,
+                     carried_files: Sequence[str] = (), carried_rows: int = 0,
+                     carried_bytes: int = 0) -> Snapshot:
     """Make the new snapshot current. `append` keeps the previous snapshot's files,
-    `overwrite` replaces them. Raises SnapshotConflict if another snapshot won the race."""
+    `overwrite` replaces them. Raises SnapshotConflict if another snapshot won the race.
+    `carried_files` (with their rows and bytes) are parent files a replacing snapshot keeps
+    (a MERGE that rewrote only the partitions it touched)."""
     parent = current_snapshot(session, dataset)
     keep_previous = write_mode == "append" and parent is not None
-    files = [*(parent.files if keep_previous and parent else []), *added_files]
+    files = [*(parent.files if keep_previous and parent else []), *carried_files, *added_files]
     snapshot = Snapshot(
         id=new_snapshot_id(), dataset_id=dataset.id, job_id=job_id,
         parent_snapshot_id=parent.id if parent else None,
         operation=write_mode if parent else "overwrite" if write_mode == "overwrite" else "append",
         files=files, added_files=list(added_files),
-        row_count=(parent.row_count if keep_previous and parent else 0) + added_rows,
+        row_count=(parent.row_count if keep_previous and parent else 0) + carried_rows + added_rows,
         added_rows=added_rows,
-        bytes=(parent.bytes if keep_previous and parent else 0) + added_bytes,
+        bytes=(parent.bytes if keep_previous and parent else 0) + carried_bytes + added_bytes,
         column_stats=column_stats, recalculation_id=uuid.uuid4(), created_at=utcnow(),
     )
     session.add(snapshot)

@@ -148,6 +148,9 @@ class Dataset(Base):
     view_nql: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The view's EXPIRE option as its last run read it (the scheduler's retention duty
+    # applies it without compiling NQL); NULL: retain everything (issue 15).
+    expire: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (UniqueConstraint("company_id", "name"),)
 
@@ -171,6 +174,9 @@ class Snapshot(Base):
     column_stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     recalculation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # `expire` snapshots only: when each listed file was written (ISO times), so a later
+    # expiry still knows once the snapshots that added them are deleted (issue 15).
+    file_written_at: Mapped[dict[str, str] | None] = mapped_column(JSONType)
 
     __table_args__ = (Index("ix_snapshots_dataset", "dataset_id", "created_at"),)
 
@@ -314,3 +320,19 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_chain", "subscription_id", "job_id", "transition_id"),
         Index("ix_webhook_deliveries_transition", "transition_id"),
     )
+
+
+class ViewProgress(Base):
+    """Per materialized view and input dataset, the input snapshot the view's last
+    successful run consumed: what a DELTA(TABLE ...) read starts after. Written in the
+    transaction that publishes the view's snapshot (issue 15)."""
+
+    __tablename__ = "view_progress"
+
+    view_dataset_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    input_dataset_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

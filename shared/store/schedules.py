@@ -34,6 +34,7 @@ from shared.states import JobState, JobType
 from shared.store.db import execute_dml
 from shared.store.jobs import NewJob, create_job
 from shared.store.models import Dataset, Job, JobTag, RefreshSchedule
+from shared.store.progress import FULL_REFRESH_TAG
 from shared.store.types import utcnow
 from shared.wire import iso
 
@@ -198,22 +199,26 @@ def in_flight_refresh(session: Session, *, company_id: int, dataset_id: int) -> 
 
 def _refresh_job(*, company_id: int, dataset_id: int, nql: str, user_id: int, source_type: str,
                  idempotency_key: str | None, execution_cluster: str,
-                 compute_pool_id: uuid.UUID | None, stats_enabled: bool) -> NewJob:
+                 compute_pool_id: uuid.UUID | None, stats_enabled: bool,
+                 full: bool = False) -> NewJob:
     """The materialize-view job that refreshes a view: found by its tags `refresh` and
     `dataset_id=<id>` (and its dataset_id)."""
     return NewJob(
         company_id=company_id, user_id=user_id, type=JobType.MATERIALIZE_VIEW.value, nql=nql,
         request_source_type=source_type, idempotency_key=idempotency_key, dataset_id=dataset_id,
-        stats_enabled=stats_enabled, tags=(REFRESH_TAG, dataset_tag(dataset_id)),
+        stats_enabled=stats_enabled,
+        tags=(REFRESH_TAG, dataset_tag(dataset_id), *((FULL_REFRESH_TAG,) if full else ())),
         execution_cluster=execution_cluster, compute_pool_id=compute_pool_id,
     )
 
 
 def refresh_now(session: Session, *, dataset: Dataset, user_id: int,
-                execution_cluster: str | None = None) -> tuple[Job, bool]:
+                execution_cluster: str | None = None, refresh_type: str | None = None) -> tuple[Job, bool]:
     """POST refresh-materialized-view: a refresh job now, with the schedule's settings when
     there is one. Returns (job, False) for a job already writing the dataset instead: a
-    second one would only queue behind it."""
+    second one would only queue behind it. `refresh_type` 'full' makes an incremental view
+    ignore its recorded progress and rebuild from all of its inputs (tag `refresh_type=full`);
+    'incremental' (the default, and what schedules run) reads only what is new."""
     running = in_flight_refresh(session, company_id=dataset.company_id, dataset_id=dataset.id)
     if running is not None:
         return running, False
@@ -229,6 +234,7 @@ def refresh_now(session: Session, *, dataset: Dataset, user_id: int,
         source_type="api_user", idempotency_key=None, execution_cluster=cluster,
         compute_pool_id=schedule.compute_pool_id if schedule and cluster == own_cluster else None,
         stats_enabled=schedule.stats_enabled if schedule else True,
+        full=refresh_type == "full",
     ), actor="api")
 
 

@@ -28,7 +28,8 @@ def test_two_api_processes_serve_and_their_jobs_run(tmp_path: Path, pg_database:
     settings.ensure_dirs()
     store = Store.from_url(pg_database)
     with store.unit_of_work() as session:
-        for table in ("job_transitions", "job_tags", "refresh_schedules", "snapshots", "jobs", "datasets"):
+        for table in ("job_transitions", "job_tags", "refresh_schedules", "view_progress", "snapshots", "jobs",
+                      "datasets"):
             session.execute(text(f"DELETE FROM {table}"))
     source = tmp_path / "tiny.parquet"
     import duckdb

@@ -89,7 +89,7 @@ class Stack:
 
 def _truncate(store: Store) -> None:
     with store.unit_of_work() as session:
-        for table in ("job_transitions", "job_tags", "refresh_schedules", "snapshots", "jobs",
+        for table in ("job_transitions", "job_tags", "refresh_schedules", "view_progress", "snapshots", "jobs",
                       "datasets", "api_tokens"):
             session.execute(text(f"DELETE FROM {table}"))
 

@@ -227,3 +227,13 @@ def test_refresh_schedule_is_checked_at_submit_and_validate(client, auth, schedu
         assert (response.status_code < 300) is ok, (path, response.text)
         if not ok:
             assert "REFRESH_SCHEDULE" in response.json()["detail"]
+
+
+def test_merge_without_append_write_mode_is_400_naming_the_rule(client, auth):
+    nql = ("CREATE MATERIALIZED VIEW \"m\" WRITE_MODE='overwrite' AS SELECT \"user_id\" "
+           "FROM DELTA(TABLE company_data.events) MERGE ON target.user_id = source.user_id "
+           "WHEN NOT MATCHED THEN INSERT (user_id) VALUES (source.user_id)")
+    response = run(client, auth, nql)
+    assert response.status_code == 400
+    assert "MERGE requires WRITE_MODE = 'append'" in response.json()["detail"]
+    assert client.get("/jobs", headers=auth).json()["total_records"] == 0

@@ -113,7 +113,8 @@ def test_refresh_now_returns_the_job(client: TestClient, pg_store: Store,
     assert response.status_code == 201, response.text
     job = response.json()
     assert (job["type"], job["state"], job["input"]["dataset_id"]) == ("materialize-view", "pending", 10)
-    assert set(job["tags"]) == {"refresh", "dataset_id=10"}
+    # `full`: the run ignores the view's recorded progress (incremental is the default).
+    assert set(job["tags"]) == {"refresh", "dataset_id=10", "refresh_type=full"}
     # While it is pending, asking again gives the same job rather than a second one.
     again = client.post("/datasets/10/refresh-materialized-view", headers=auth)
     assert (again.status_code, again.json()["job_id"]) == (200, job["job_id"])

@@ -60,7 +60,7 @@ def test_nothing_before_the_slot_one_job_at_it(store: Store) -> None:
     assert job.idempotency_key == "refresh:10:2026-05-04T11:00:00Z"
     assert (job.type, job.state, job.dataset_id, job.user_id) == ("materialize-view", "pending", 10, USER)
     assert job.request_source_type == SCHEDULE_SOURCE
-    assert set(job.tags) == {"refresh", "dataset_id=10"}
+    assert set(job.tags) == {"refresh", "dataset_id=10"}  # no refresh_type=full: incremental
     assert job.nql.startswith('CREATE MATERIALIZED VIEW "view_10"')
     schedule = schedule_of(store, 10)
     assert schedule is not None

@@ -134,8 +134,8 @@ def hosts(tmp_path_factory: pytest.TempPathFactory, moto: MotoServer, pg_databas
     redis.Redis.from_url(broker).flushdb()
     store = Store.from_url(pg_database)
     with store.unit_of_work() as session:
-        for table in ("job_transitions", "job_tags", "refresh_schedules", "snapshots", "jobs", "datasets",
-                      "api_tokens"):
+        for table in ("job_transitions", "job_tags", "refresh_schedules", "view_progress", "snapshots", "jobs",
+                      "datasets", "api_tokens"):
             session.execute(__import__("sqlalchemy").text(f"DELETE FROM {table}"))
         token = create_token(session, company_id=1, user_id=7)
     proxy = Proxy(free_port(), moto.port, root / "logs")

@@ -83,7 +83,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg_database: str,
     settings.ensure_dirs()
     store = Store.from_url(pg_database)
     with store.unit_of_work() as session:
-        for table in ("job_transitions", "job_tags", "refresh_schedules", "snapshots", "jobs",
+        for table in ("job_transitions", "job_tags", "refresh_schedules", "view_progress", "snapshots", "jobs",
                       "datasets"):
             session.execute(text(f"DELETE FROM {table}"))
     seed_file = root / "seed.parquet"
