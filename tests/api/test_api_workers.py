@@ -57,6 +57,8 @@ def test_two_api_processes_serve_and_their_jobs_run(tmp_path: Path, pg_database:
         assert api.alive(), api.log()[-3000:]
         # uvicorn's supervisor and its two server processes (each made its own app).
         wait_for(lambda: len(psutil.Process(api.pid).children()) >= 2, timeout=30, message="2 server processes")
+        wait_for(lambda: api.log().count("Application startup complete") >= 2, timeout=60,
+                 message="both server processes started")
         assert api.log().count("Application startup complete") == 2, api.log()[-3000:]
         ids = []
         for n in range(8):  # a fresh connection each: the kernel spreads them over both processes
