@@ -4,9 +4,10 @@ valid and invalid requests, with a valid token (so the handlers run, not just th
 check), against the app on the real PostgreSQL store. Every response must match the
 declared schema and status codes, and no request may cause a 500.
 
-`positive_data_acceptance` is off for /nql/* and the refresh operations: a schema-valid
-body there can still be refused for what it means (a string that is not NQL; a dataset that
-is not a view), and that 400 is right. Bounded to MAX_EXAMPLES per operation.
+`positive_data_acceptance` is off for /nql/*, the refresh operations and POST /webhooks: a
+schema-valid body there can still be refused for what it means (a string that is not NQL; a
+dataset that is not a view; a webhook URL the URL rules refuse), and that 400 is right.
+Bounded to MAX_EXAMPLES per operation.
 (The schema is loaded at import, not from a fixture: schemathesis' lazy fixture loader
 does not run on pytest 9.)
 """
@@ -43,6 +44,10 @@ schema = schemathesis.openapi.from_dict(json.loads(DOCUMENT.read_text()), config
         # Semantic 400s for schema-valid bodies: most NQL strings do not compile, and only a
         # materialized view's dataset can have a refresh schedule or be refreshed.
         {"include-path-regex": "^/nql/|/refresh-",
+         "checks": {"positive_data_acceptance": {"enabled": False}}},
+        # A schema-valid webhook URL is still refused (400 naming the rule) when it is not
+        # https or resolves to a loopback, private or metadata address.
+        {"include-path-regex": "^/webhooks$",
          "checks": {"positive_data_acceptance": {"enabled": False}}},
         # POST is an undocumented alias of PUT there (api/routes/schedules.py).
         {"include-path-regex": "/refresh-schedule$",
