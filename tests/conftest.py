@@ -94,7 +94,8 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-_TABLES = ("job_transitions", "job_tags", "refresh_schedules", "snapshots", "jobs", "datasets", "api_tokens")
+_TABLES = ("job_transitions", "job_tags", "refresh_schedules", "snapshots", "jobs", "datasets", "api_tokens",
+           "workers", "companies")
 
 
 def _truncate(store: Store) -> None:
