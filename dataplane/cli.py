@@ -25,6 +25,7 @@ _HELP = {
     "dev": "Run everything at once on embedded defaults.",
     "submit": "Submit an NQL file as a job.",
     "results": "Print a completed job's results.",
+    "companies": "Fair share of the clusters: a company's weight and cap.",
 }
 _COMMANDS = {
     "db": "dataplane.store_cli:db",
@@ -37,6 +38,7 @@ _COMMANDS = {
     "dev": "dataplane.dev:dev",
     "submit": "dataplane.client_cli:submit",
     "results": "dataplane.client_cli:results",
+    "companies": "dataplane.companies_cli:companies",
 }
 
 
