@@ -17,6 +17,10 @@ HA: on PostgreSQL the whole pass (count, choose, publish, mark) runs under one
 transaction-scoped advisory lock, so two schedulers take turns: the second one counts
 what the first one marked, and neither can exceed the bound or publish an attempt twice.
 Workers nudge the dispatcher when a job ends, so a freed slot is refilled at once.
+The job of a company with nothing in flight on the queue is published at the top broker
+priority step: it then starts on the next free process, ahead of what is buffered for
+busier companies (at most `admission_buffer` jobs), so a newcomer waits at most about
+one job duration behind a burst.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, text
@@ -45,6 +49,7 @@ from shared.store.fairshare import (
 from shared.store.models import Company, Job
 
 _CACHE_SECONDS = 1.0
+MAX_PRIORITY = 2  # a job priority whose broker step is served first
 
 # pg_advisory_xact_lock key of the admission pass ('dpadmit' as an integer).
 ADMISSION_LOCK_KEY = 0x6470_6164_6D69_74
@@ -60,6 +65,9 @@ class Candidate:
     priority: int
     attempts: int
     urgency: float  # effective priority in "seconds": priority * N - created_at epoch
+    # The company had nothing in flight on the queue: its message goes to the head of
+    # the broker queue, ahead of jobs already buffered there for busier companies.
+    newcomer: bool = False
 
 
 def lock_admission(session: Session) -> None:
@@ -113,7 +121,8 @@ def choose(free: int, pending: Iterable[Candidate], flying: dict[int, int],
         if best is None:
             break
         company = best[2]
-        chosen.append(queues[company][heads[company]])
+        job = queues[company][heads[company]]
+        chosen.append(replace(job, newcomer=True) if counts.get(company, 0) == 0 else job)
         heads[company] += 1
         counts[company] = counts.get(company, 0) + 1
     return chosen

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.admission import Admission, lock_admission
+from scheduler.admission import MAX_PRIORITY, Admission, lock_admission
 from scheduler.broker_watch import BrokerWatch
 from scheduler.publisher import Publisher, PublishFailed, RunJobMessage
 from scheduler.sqltime import epoch_seconds
@@ -210,8 +210,9 @@ class Dispatcher:
             lock_admission(session)  # held until commit, i.e. until they are marked
             now = self.clock()
             chosen = self.admission.admit(session, now, limit=self.settings.dispatch_batch_size)
-            rows = [_Owed(c.id, c.type, c.execution_cluster, c.compute_pool_id, c.priority,
-                          c.attempts, None) for c in chosen]
+            rows = [_Owed(c.id, c.type, c.execution_cluster, c.compute_pool_id,
+                          MAX_PRIORITY if c.newcomer else c.priority, c.attempts, None)
+                    for c in chosen]
             sent = self._send(rows, result)
             _mark_published(session, sent, now)
         result.published.extend(row.id for row in sent)
