@@ -11,7 +11,9 @@ every API replica reports the same numbers).
     dataplane_refresh_schedule_max_overdue_seconds   refresh schedules and their lateness
                                                      (from `api.routes.schedules`)
 
-No per-company labels: the endpoint is for operators and leaks no tenant's data."""
+Fair share (api/fairshare_metrics.py) adds per-company queued/running gauges labelled by
+company id only, queue capacity and in-flight gauges, and a queue-wait histogram. The
+endpoint is for operators and shows no tenant's data beyond those counts."""
 
 from __future__ import annotations
 
@@ -138,5 +140,8 @@ def queue_lines(settings: Settings) -> list[str]:
 
 
 def render(session: Session, settings: Settings) -> str:
-    lines = [*job_lines(session), *schedule_lines(session, settings), *queue_lines(settings)]
+    from api.fairshare_metrics import fair_share_lines  # imports this module's helpers
+
+    lines = [*job_lines(session), *schedule_lines(session, settings), *queue_lines(settings),
+             *fair_share_lines(session, settings)]
     return "\n".join(lines) + "\n"

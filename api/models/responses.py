@@ -71,6 +71,9 @@ class JobStatistics(BaseModel):
     result_size: int | None
     duration_ms: int | None
     queued_ms: int | None
+    progress: int | None = Field(
+        default=None, description="0-100 while running: DuckDB's query_progress(), sampled "
+                                  "with the run's heartbeat; null when not known")
 
 
 class Job(BaseModel):
@@ -97,6 +100,11 @@ class Job(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    wait_reason: str | None = Field(
+        default=None,
+        description="GET /jobs/{job_id} of a pending job: why it has not started ('company cap "
+                    "reached', 'cluster full', 'no worker serves its pool', 'retry backoff', "
+                    "'queued for a worker', 'being admitted')")
 
 
 class JobPage(BaseModel):
