@@ -11,6 +11,8 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import func, select
 
@@ -21,10 +23,24 @@ from shared.store.jobs import NewJob, create_job
 from shared.store.models import Job
 from tests.poison_worker import sleep_marker
 from tests.processes import REPO_ROOT, process_env
-from tests.scheduler.cluster import Cluster
+from shared.config import Settings
+from shared.store import Store
 
 
-def import_for(cluster: Cluster, company_id: int, name: str = "tiny") -> str:
+class Deployment(Protocol):
+    """tests/scheduler/cluster.Cluster or bench/_system.BenchSystem."""
+
+    store: Store
+    data_dir: Path
+
+    @property
+    def env(self) -> dict[str, str]: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+
+def import_for(cluster: Deployment, company_id: int, name: str = "tiny") -> str:
     source = cluster.data_dir.parent / f"{name}-{company_id}.csv"
     source.write_text("x,y\n" + "".join(f"{i},{i % 3}\n" for i in range(5)))
     result = subprocess.run(
@@ -40,7 +56,7 @@ def sleepy_nql(seconds: float, relation: str = "company_data.tiny") -> str:
     return f"EXPLAIN SELECT '{sleep_marker(seconds)}' AS marker, \"x\" FROM {relation}"
 
 
-def submit_many(cluster: Cluster, company_id: int, count: int, nql: str, *,
+def submit_many(cluster: Deployment, company_id: int, count: int, nql: str, *,
                 priority: int = 0, nudge: bool = True) -> list[uuid.UUID]:
     """`count` jobs committed in one transaction, as a burst of API calls would leave them."""
     with cluster.store.unit_of_work() as session:
@@ -70,7 +86,7 @@ class Sample:
 class Sampler:
     """Counts running and pending jobs per company every `interval` seconds."""
 
-    cluster: Cluster
+    store: Store
     interval: float = 0.05
     samples: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -88,7 +104,7 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self.cluster.store.unit_of_work() as session:
+            with self.store.unit_of_work() as session:
                 rows = session.execute(
                     select(Job.company_id, Job.state, func.count())
                     .where(Job.state.in_((JobState.PENDING.value, *RUNNING_STATES)))

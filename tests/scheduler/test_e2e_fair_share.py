@@ -52,7 +52,7 @@ def test_three_companies_interleave_under_their_cap(cluster: Cluster) -> None:
     cluster.scheduler()
     cluster.worker("shared", poison=True, concurrency=4)
     nql = sleepy_nql(0.2)
-    with Sampler(cluster) as sampler:
+    with Sampler(cluster.store) as sampler:
         big = submit_many(cluster, 1, 100, nql)
         medium = submit_many(cluster, 2, 10, nql)
         small = submit_many(cluster, 3, 1, nql)
