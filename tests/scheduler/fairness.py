@@ -16,15 +16,15 @@ from typing import Protocol
 
 from sqlalchemy import func, select
 
+from shared.config import Settings
 from shared.nudge import nudge_dispatcher
 from shared.states import JobState
+from shared.store import Store
 from shared.store.fairshare import RUNNING_STATES
 from shared.store.jobs import NewJob, create_job
 from shared.store.models import Job
 from tests.poison_worker import sleep_marker
 from tests.processes import REPO_ROOT, process_env
-from shared.config import Settings
-from shared.store import Store
 
 
 class Deployment(Protocol):
