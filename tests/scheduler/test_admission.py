@@ -14,7 +14,7 @@ from sqlalchemy import update
 from scheduler.admission import Candidate, choose
 from scheduler.dispatcher import Dispatcher
 from shared.config import Settings
-from shared.queues import SHARED_QUEUE, pool_queue
+from shared.queues import SHARED_QUEUE, broker_priority, pool_queue
 from shared.states import JobState
 from shared.store import Store
 from shared.store.fairshare import (
@@ -95,6 +95,9 @@ def test_a_second_company_goes_next_whatever_the_first_one_queued(store: Store) 
     small = new_job(store, company_id=2)
     finish(store, burst[0])
     assert sweeper(store, publisher, admission_buffer=1).sweep().published == [small]
+    # Nothing of company 2 was in flight: its job goes ahead of the buffered burst job.
+    assert publisher.messages[-1].broker_priority == broker_priority(2)
+    assert publisher.messages[1].broker_priority == broker_priority(0)  # burst[1]
     finish(store, burst[1])
     assert sweeper(store, publisher, admission_buffer=1).sweep().published == [burst[3]]
 
