@@ -3,6 +3,8 @@ and the per-company gauges and queue-wait histogram of /metrics."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
@@ -87,3 +89,30 @@ def test_metrics_per_company_and_queue_wait(client: TestClient, pg_store: Store)
     assert metric(text, "dataplane_queue_wait_seconds_count", cluster="shared") == 2
     assert metric(text, "dataplane_queue_wait_seconds_bucket", cluster="shared", le="+Inf") == 2
     assert metric(text, "dataplane_queue_wait_seconds_bucket", cluster="shared", le="900") == 2
+
+
+def test_submit_wait_line_shows_wait_reason_then_progress(
+        client: TestClient, auth: dict[str, str], pg_store: Store,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from dataplane.client_cli import _wait
+    from shared.store.jobs import complete
+
+    job_id = add_job(pg_store)
+    client.headers.update(auth)
+    done: dict[str, object] = {}
+    waiter = threading.Thread(target=lambda: done.update(_wait(client, job_id)), daemon=True)
+    waiter.start()
+    time.sleep(0.6)
+    with pg_store.unit_of_work() as session:
+        assert claim(session, uuid.UUID(job_id), executor="w", lease_seconds=60) == 1
+        heartbeat(session, uuid.UUID(job_id), attempt=1, lease_seconds=60, progress=42)
+    time.sleep(0.6)
+    with pg_store.unit_of_work() as session:
+        complete(session, uuid.UUID(job_id), attempt=1, executor="w", result={"rows": 0},
+                 statistics={})
+    waiter.join(timeout=10)
+    assert done.get("state") == "completed"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("pending") and f"({NO_WORKER})" in lines[0]
+    assert lines[1].startswith("running") and "42%" in lines[1]
+    assert lines[2].startswith("completed")
