@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
@@ -22,9 +23,10 @@ from sqlalchemy.pool import NullPool
 from shared.config import Settings
 from shared.nudge import nudge_dispatcher
 from shared.store.db import make_engine, make_session_factory, unit_of_work
-from shared.store.fairshare import register_worker, unregister_worker
+from shared.store.fairshare import prune_workers, register_worker, unregister_worker
 
 log = logging.getLogger(__name__)
+_PRUNE_AFTER = timedelta(days=1)  # rows of workers killed without a goodbye
 
 
 class Registration:
@@ -50,6 +52,7 @@ class Registration:
             s, name=self.name, queue=self.queue, concurrency=self.concurrency))
 
     def _run(self) -> None:
+        self._write(lambda s: prune_workers(s, older_than=_PRUNE_AFTER))
         if self.beat():
             nudge_dispatcher(self.settings)  # new capacity: admit jobs now
         while not self._stop.wait(self.settings.worker_registration_seconds):

@@ -56,6 +56,11 @@ def unregister_worker(session: Session, name: str) -> None:
     session.execute(delete(Worker).where(Worker.name == name))
 
 
+def prune_workers(session: Session, *, older_than: timedelta) -> None:
+    """Forget workers killed without unregistering (they stopped counting long ago)."""
+    session.execute(delete(Worker).where(Worker.last_seen < utcnow() - older_than))
+
+
 def live_capacity(session: Session, settings: Settings,
                   now: datetime | None = None) -> dict[str, int]:
     """queue -> total concurrency of the workers seen recently."""

@@ -23,6 +23,7 @@ from shared.store.fairshare import (
     NO_WORKER,
     Share,
     in_flight,
+    prune_workers,
     register_worker,
     set_company,
     wait_reason,
@@ -211,3 +212,14 @@ def test_two_dispatchers_never_exceed_the_bound_nor_publish_twice(pg_store: Stor
     assert counts and max(counts.values()) == 1
     assert set(counts) <= set(ids)
     assert publishers[0].messages and publishers[1].messages
+
+
+def test_workers_gone_for_a_day_are_forgotten(store: Store) -> None:
+    worker(store, name="old")
+    worker(store, name="new")
+    with store.unit_of_work() as session:
+        session.execute(update(Worker).where(Worker.name == "old")
+                        .values(last_seen=utcnow() - timedelta(days=2)))
+        prune_workers(session, older_than=timedelta(days=1))
+    with store.unit_of_work() as session:
+        assert [w.name for w in session.query(Worker)] == ["new"]
