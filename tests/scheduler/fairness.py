@@ -120,18 +120,21 @@ class Sampler:
         """Samples while at least two companies had jobs waiting."""
         return [s for s in self.samples if sum(1 for c in s.pending if s.pending[c] > 0) >= 2]
 
-    def jain_index(self, *, min_samples: int = 10) -> float:
+    def jain_index(self, *, min_backlog: int = 2) -> float:
         """Jain's index of the companies' average running slots while each had a backlog,
-        over the contended samples. A company backlogged for fewer than `min_samples`
-        samples (a single job waiting for the next free slot) is not in contention."""
+        over the contended samples. Only companies that had at least `min_backlog` jobs
+        waiting at some point are in sustained contention: a company with a single job
+        is served by the next free slot (the tests check that by start order instead)."""
         slots: Counter[int] = Counter()
         seen: Counter[int] = Counter()
+        deepest: Counter[int] = Counter()
         for sample in self.contended():
             for company, waiting in sample.pending.items():
                 if waiting > 0:
                     slots[company] += sample.running.get(company, 0)
                     seen[company] += 1
-        averages = [slots[c] / seen[c] for c in seen if seen[c] >= min_samples]
+                    deepest[company] = max(deepest[company], waiting)
+        averages = [slots[c] / seen[c] for c in seen if deepest[c] >= min_backlog]
         return jain(averages) if len(averages) >= 2 else 0.0
 
     def averages(self) -> dict[int, float]:

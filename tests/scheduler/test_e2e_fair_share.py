@@ -50,7 +50,8 @@ def test_three_companies_interleave_under_their_cap(cluster: Cluster) -> None:
     for company in (1, 2, 3):
         import_for(cluster, company)
     cluster.scheduler()
-    cluster.worker("shared", poison=True, concurrency=4)
+    # Bound 3 + 1: two companies split it 2 + 2; company 1 alone is held at its cap of 3.
+    cluster.worker("shared", poison=True, concurrency=3)
     nql = sleepy_nql(0.2)
     with Sampler(cluster.store) as sampler:
         big = submit_many(cluster, 1, 100, nql)
@@ -61,6 +62,7 @@ def test_three_companies_interleave_under_their_cap(cluster: Cluster) -> None:
 
     for sample in sampler.samples:
         assert max(sample.running.values(), default=0) <= cap, sample
+    assert any(sample.running.get(1, 0) == cap for sample in sampler.samples)  # it binds
     order = [j.company_id for j in sorted(jobs, key=lambda j: j.started_at)]
     # Companies 2 and 3 did not queue behind company 1's hundred jobs.
     assert order.index(3) < 20 and len(order) - order[::-1].index(2) - 1 < 40, order
