@@ -17,10 +17,10 @@ HA: on PostgreSQL the whole pass (count, choose, publish, mark) runs under one
 transaction-scoped advisory lock, so two schedulers take turns: the second one counts
 what the first one marked, and neither can exceed the bound or publish an attempt twice.
 Workers nudge the dispatcher when a job ends, so a freed slot is refilled at once.
-The job of a company with nothing in flight on the queue is published at the top broker
-priority step: it then starts on the next free process, ahead of what is buffered for
-busier companies (at most `admission_buffer` jobs), so a newcomer waits at most about
-one job duration behind a burst.
+The job of a company that stays below every other company's share even with it (a
+newcomer behind a burst) is published at the top broker priority step: it then starts on
+the next free process, ahead of what is buffered for busier companies (at most
+`admission_buffer` jobs), so it waits about one job duration behind a burst.
 """
 
 from __future__ import annotations
@@ -65,9 +65,10 @@ class Candidate:
     priority: int
     attempts: int
     urgency: float  # effective priority in "seconds": priority * N - created_at epoch
-    # The company had nothing in flight on the queue: its message goes to the head of
-    # the broker queue, ahead of jobs already buffered there for busier companies.
-    newcomer: bool = False
+    # Even with this job the company stays below every other company's share of the
+    # queue: its message goes to the head of the broker queue, ahead of jobs already
+    # buffered there for busier companies.
+    under_share: bool = False
 
 
 def lock_admission(session: Session) -> None:
@@ -122,7 +123,11 @@ def choose(free: int, pending: Iterable[Candidate], flying: dict[int, int],
             break
         company = best[2]
         job = queues[company][heads[company]]
-        chosen.append(replace(job, newcomer=True) if counts.get(company, 0) == 0 else job)
+        mine = (counts.get(company, 0) + 1) / shares[company].weight
+        others = [n / shares[o].weight for o, n in counts.items() if o != company and n > 0]
+        # Only a clear shortfall jumps the broker queue: boosting a company merely at its
+        # share would let it run while another's admitted jobs sit in the buffer.
+        chosen.append(replace(job, under_share=True) if others and mine < min(others) else job)
         heads[company] += 1
         counts[company] = counts.get(company, 0) + 1
     return chosen
@@ -160,7 +165,7 @@ class Admission:
                 continue
             pending = candidates(session, self.settings, cluster=load.cluster, pool=load.pool,
                                  per_company=free, now=now)
-            companies = {job.company_id for job in pending}
+            companies = {job.company_id for job in pending} | set(load.flying)
             rows = self._company_rows(session, tick)
             shares = {company: company_share(self.settings, rows.get(company),
                                              shared_cluster=queue == SHARED_QUEUE)

@@ -211,7 +211,7 @@ class Dispatcher:
             now = self.clock()
             chosen = self.admission.admit(session, now, limit=self.settings.dispatch_batch_size)
             rows = [_Owed(c.id, c.type, c.execution_cluster, c.compute_pool_id,
-                          MAX_PRIORITY if c.newcomer else c.priority, c.attempts, None)
+                          MAX_PRIORITY if c.under_share else c.priority, c.attempts, None)
                     for c in chosen]
             sent = self._send(rows, result)
             _mark_published(session, sent, now)
