@@ -13,7 +13,9 @@ every API replica reports the same numbers).
     dataplane_webhook_deliveries{outcome}            webhook deliveries: pending, delivered, failed
     dataplane_webhook_oldest_undelivered_age_seconds age of the oldest pending webhook event
 
-No per-company labels: the endpoint is for operators and leaks no tenant's data."""
+Fair share (api/fairshare_metrics.py) adds per-company queued/running gauges labelled by
+company id only, queue capacity and in-flight gauges, and a queue-wait histogram. The
+endpoint is for operators and shows no tenant's data beyond those counts."""
 
 from __future__ import annotations
 
@@ -154,6 +156,8 @@ def webhook_lines(session: Session) -> list[str]:
 
 
 def render(session: Session, settings: Settings) -> str:
+    from api.fairshare_metrics import fair_share_lines  # imports this module's helpers
+
     lines = [*job_lines(session), *schedule_lines(session, settings), *queue_lines(settings),
-             *webhook_lines(session)]
+             *webhook_lines(session), *fair_share_lines(session, settings)]
     return "\n".join(lines) + "\n"

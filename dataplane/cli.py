@@ -26,6 +26,7 @@ _HELP = {
     "submit": "Submit an NQL file as a job.",
     "results": "Print a completed job's results.",
     "webhooks": "Deliver webhook events (also started by each worker).",
+    "companies": "Fair share of the clusters: a company's weight and cap.",
 }
 _COMMANDS = {
     "db": "dataplane.store_cli:db",
@@ -39,6 +40,7 @@ _COMMANDS = {
     "submit": "dataplane.client_cli:submit",
     "results": "dataplane.client_cli:results",
     "webhooks": "worker.webhooks_cli:webhooks",
+    "companies": "dataplane.companies_cli:companies",
 }
 
 

@@ -87,8 +87,13 @@ def _wait(client: httpx.Client, job_id: str) -> dict[str, Any]:
     last = ""
     while True:
         job: dict[str, Any] = _check(client.get(f"/jobs/{job_id}"))
-        rows = (job.get("statistics") or {}).get("records_inserted")
+        statistics = job.get("statistics") or {}
+        rows = statistics.get("records_inserted")
         status = f"{job['state']:<20} {time.monotonic() - started:6.1f}s"
+        if statistics.get("progress") is not None:
+            status += f"  {statistics['progress']:3d}%"
+        if job.get("wait_reason"):
+            status += f"  ({job['wait_reason']})"
         if rows is not None:
             status += f"  {rows} rows written"
         if interactive:

@@ -11,6 +11,7 @@ import click
 from dataplane.cli import settings_of
 from shared.config import Settings
 from shared.store import Store
+from shared.store.fairshare import wait_reason
 from shared.store.jobs import get_job, transitions_of
 from shared.store.listing import JobFilter, JobOrder, list_jobs
 from shared.store.migrate import upgrade
@@ -97,10 +98,12 @@ def jobs_list(ctx: click.Context, company_id: int, states: tuple[str, ...], type
 @click.option("--transitions/--no-transitions", default=True)
 @click.pass_context
 def jobs_show(ctx: click.Context, job_id: uuid.UUID, transitions: bool) -> None:
-    _, store = _store(ctx)
+    settings, store = _store(ctx)
     with store.unit_of_work() as session:
         job = get_job(session, job_id)
         body = job_to_wire(job)
+        if job.state == "pending":
+            body["wait_reason"] = wait_reason(session, settings, job)
         if transitions:
             body["transitions"] = [
                 {"from": t.from_state, "to": t.to_state, "attempt": t.attempt, "at": iso(t.at),

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
+from scheduler.admission import MAX_PRIORITY, Admission, lock_admission
 from scheduler.broker_watch import BrokerWatch
 from scheduler.publisher import Publisher, PublishFailed, RunJobMessage
 from scheduler.sqltime import epoch_seconds
@@ -72,8 +73,10 @@ class _Owed:
 
 
 def owed_messages(now: datetime, *, republish_after: float, republish_max: float,
-                  limit: int) -> Select[uuid.UUID, str, str, uuid.UUID | None, int, int, datetime | None]:
-    """Pending jobs owed a message, most urgent first, locked for this transaction."""
+                  limit: int, unpublished: bool = True,
+                  ) -> Select[uuid.UUID, str, str, uuid.UUID | None, int, int, datetime | None]:
+    """Pending jobs owed a message, most urgent first, locked for this transaction.
+    With `unpublished=False` only the republishes (admission decides the first publish)."""
     first_wait = now - timedelta(seconds=republish_after)
     longest_wait = now - timedelta(seconds=republish_max)
     # Republish when published_at + max(R, published_at - updated_at) < now, i.e. the
@@ -88,7 +91,7 @@ def owed_messages(now: datetime, *, republish_after: float, republish_max: float
         select(Job.id, Job.type, Job.execution_cluster, Job.compute_pool_id, Job.priority,
                Job.attempts, Job.published_at)
         .where(Job.state == JobState.PENDING.value,
-               or_(Job.published_at.is_(None), stale),
+               or_(Job.published_at.is_(None), stale) if unpublished else stale,
                or_(Job.run_after.is_(None), Job.run_after <= now))
         .order_by(Job.priority.desc(), Job.created_at, Job.id)
         .limit(limit)
@@ -148,6 +151,8 @@ class Dispatcher:
         self.clock = clock
         self.interval = settings.dispatch_interval_seconds
         self._broker_down_since: float | None = None
+        self.admission = Admission(settings)
+        self._republish_checked = -1e9
 
     def run(self) -> None:
         result = self.sweep()
@@ -167,10 +172,19 @@ class Dispatcher:
         result.cancelled = finalize_unstarted_cancellations(
             self.store, actor=self.actor, limit=self.settings.dispatch_batch_size)
         started = time.monotonic()
-        while time.monotonic() - started < _SWEEP_BUDGET_SECONDS:
+        # Under admission control this pass only republishes (lost messages, minutes
+        # old): once per interval is enough, a nudge need not pay for it.
+        relay = (not self.settings.fair_share
+                 or started - self._republish_checked >= self.interval)
+        while relay and time.monotonic() - started < _SWEEP_BUDGET_SECONDS:
+            self._republish_checked = started
             sent = self._publish_batch(result)
             if result.broker_failed or sent < self.settings.dispatch_batch_size:
                 break
+        if self.settings.fair_share:
+            while not result.broker_failed and time.monotonic() - started < _SWEEP_BUDGET_SECONDS:
+                if self._admit_batch(result) < self.settings.dispatch_batch_size:
+                    break
         self._note_broker(ok=not result.broker_failed)
         return result
 
@@ -178,27 +192,47 @@ class Dispatcher:
         now = self.clock()
         query = owed_messages(now, republish_after=self.settings.republish_after_seconds,
                               republish_max=self.settings.republish_max_seconds,
-                              limit=self.settings.dispatch_batch_size)
+                              limit=self.settings.dispatch_batch_size,
+                              unpublished=not self.settings.fair_share)
         with self.store.unit_of_work() as session:
             rows = [_Owed(*row) for row in session.execute(query)]
-            sent: list[_Owed] = []
-            for row in rows:
-                message = RunJobMessage.for_job(
-                    job_id=row.id, job_type=row.type, execution_cluster=row.execution_cluster,
-                    compute_pool_id=row.compute_pool_id, priority=row.priority)
-                try:
-                    self.publisher.publish(message)
-                except PublishFailed as error:
-                    self._log_broker_failure(error)
-                    result.broker_failed = True
-                    break
-                sent.append(row)
+            sent = self._send(rows, result)
             # Marked in the same transaction that holds the row locks: a second
             # scheduler skips them now and finds them published afterwards.
             _mark_published(session, sent, now)
         result.published.extend(row.id for row in sent)
         result.republished += sum(1 for row in sent if row.published_at is not None)
         return len(rows)
+
+    def _admit_batch(self, result: SweepResult) -> int:
+        """First publishes under admission control (scheduler/admission.py)."""
+        with self.store.unit_of_work() as session:
+            lock_admission(session)  # held until commit, i.e. until they are marked
+            now = self.clock()
+            chosen = self.admission.admit(session, now, limit=self.settings.dispatch_batch_size)
+            rows = [_Owed(c.id, c.type, c.execution_cluster, c.compute_pool_id,
+                          MAX_PRIORITY if c.under_share else c.priority, c.attempts, None)
+                    for c in chosen]
+            sent = self._send(rows, result)
+            _mark_published(session, sent, now)
+        result.published.extend(row.id for row in sent)
+        return len(sent)
+
+    def _send(self, rows: list[_Owed], result: SweepResult) -> list[_Owed]:
+        """Publish in order until the broker fails; the ones that went out."""
+        sent: list[_Owed] = []
+        for row in rows:
+            message = RunJobMessage.for_job(
+                job_id=row.id, job_type=row.type, execution_cluster=row.execution_cluster,
+                compute_pool_id=row.compute_pool_id, priority=row.priority)
+            try:
+                self.publisher.publish(message)
+            except PublishFailed as error:
+                self._log_broker_failure(error)
+                result.broker_failed = True
+                break
+            sent.append(row)
+        return sent
 
     def _log_broker_failure(self, error: Exception) -> None:
         if self._broker_down_since is None:

@@ -124,6 +124,29 @@ class Settings(BaseSettings):
     webhook_delivery_in_worker: bool = Field(default=True,
         description="`dataplane worker` starts a webhooks delivery child process.")
 
+    # Fair share and admission control on the clusters (issue 12; scheduler/admission.py).
+    fair_share: bool = Field(
+        default=True,
+        description="Admission control with fair share between companies; off: every pending "
+                    "job is published at once, priority then age (FIFO, the old behaviour).")
+    admission_buffer: int = Field(
+        default=1, ge=0,
+        description="Jobs admitted to a queue beyond its live workers' total concurrency, so a "
+                    "freed process finds its next job at the broker without waiting for us.")
+    shared_max_running_per_company: int = Field(
+        default=0, ge=0,
+        description="Default cap on a company's running (plus admitted) jobs on the shared "
+                    "cluster; 0 = no cap. Per-company: `dataplane companies set`.")
+    priority_aging_seconds: float = Field(
+        default=60.0, gt=0,
+        description="A pending job gains one priority level per this many seconds waited, so "
+                    "a low-priority job is not starved by a stream of urgent ones.")
+    worker_registration_seconds: float = Field(
+        default=2.0, gt=0, description="How often a worker refreshes its registration row.")
+    worker_ttl_seconds: float = Field(
+        default=10.0, gt=0,
+        description="A worker not seen for this long no longer counts towards a queue's capacity.")
+
     @field_validator("database_url")
     @classmethod
     def _psycopg3(cls, url: str) -> str:

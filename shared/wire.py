@@ -43,11 +43,20 @@ def job_to_wire(job: Job) -> dict[str, Any]:
         "priority": job.priority,
         "retry_limit": job.retry_limit,
         "attempts": job.attempts,
-        "statistics": {**{key: (job.statistics or {}).get(key) for key in STATISTICS_KEYS},
-                       **{key: job.statistics[key] for key in REFRESH_STATISTICS_KEYS
-                          if key in (job.statistics or {})}},
+        "statistics": _statistics(job),
         "created_at": iso(job.created_at),
         "updated_at": iso(job.updated_at),
         "started_at": iso(job.started_at),
         "ended_at": iso(job.ended_at),
     }
+
+
+def _statistics(job: Job) -> dict[str, Any]:
+    stored = job.statistics or {}
+    out = {key: stored.get(key) for key in STATISTICS_KEYS}
+    # Runs of incremental views say how they read their inputs.
+    out.update({key: stored[key] for key in REFRESH_STATISTICS_KEYS if key in stored})
+    # A running job's progress (0-100), written by its watcher with the heartbeat.
+    if job.state in ("running", "pending_cancellation") and stored.get("progress") is not None:
+        out["progress"] = stored["progress"]
+    return out

@@ -95,7 +95,7 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 _TABLES = ("td_jobs", "job_transitions", "job_tags", "refresh_schedules", "view_progress", "snapshots", "jobs",
-           "datasets", "api_tokens")
+           "datasets", "api_tokens", "workers", "companies")
 # Webhook tables first: their rows reference jobs (issue 16).
 _TABLES = ("webhook_deliveries", "webhook_subscriptions", *_TABLES)
 

@@ -58,6 +58,9 @@ def worker(ctx: click.Context, cluster: str, compute_pool: str | None, concurren
     worker_ready.connect(lambda **_: start_child(settings, loglevel), weak=False)
     processes = concurrency or max(1, (os.cpu_count() or 1) // settings.duckdb_threads)
     node = f"{queue}.{os.getpid()}@{socket.gethostname()}"
+    from worker.registration import install
+
+    install(settings, name=node, queue=queue, concurrency=processes)
     app.worker_main([
         "worker", "--queues", queue, "--pool", "prefork", "--concurrency", str(processes),
         "--loglevel", loglevel, "--hostname", node,

@@ -5,7 +5,8 @@ the second wall, so that a gap in the compiler is still not an escape (reliabili
 §3). The order matters and is the one that was seen to work on DuckDB 2.0.0:
 
 1. extension autoinstall/autoload off in `connect()` (they default to on in Python);
-2. community extensions off, Python replacement scans off, no progress bar, threads,
+2. community extensions off, Python replacement scans off, progress tracked but never
+   printed (query_progress() for the watcher), threads,
    memory and temp size limits (for a spare database: before its job is known);
 3. the job's limits: a private temp directory and the time limit;
 4. `allowed_directories` (must be set while external access is still on);
@@ -79,7 +80,10 @@ def _configure(con: duckdb.DuckDBPyConnection, static: _Static) -> None:
     for statement in (
         "SET allow_community_extensions = false",
         "SET python_enable_replacements = false",
-        "SET enable_progress_bar = false",
+        # Progress *tracking* only, for query_progress() (the watcher samples it with the
+        # heartbeat, GET /jobs/{id} statistics.progress); nothing is printed.
+        "SET enable_progress_bar = true",
+        "SET enable_progress_bar_print = false",
         f"SET threads = {int(static.threads)}",
         f"SET memory_limit = {sql_string(static.memory_limit)}",
         f"SET max_temp_directory_size = {sql_string(static.max_temp_directory_size)}",

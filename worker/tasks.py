@@ -18,6 +18,7 @@ from celery.signals import worker_process_init
 
 from shared.celery_app import app
 from shared.config import Settings
+from shared.nudge import nudge_dispatcher
 from shared.queues import RUN_JOB_TASK
 from shared.store import Store
 from worker import shutdown
@@ -66,6 +67,8 @@ def run_job_task(self: Task, job_id: str, job_type: str | None = None,
     try:
         outcome = run_job(context.store, context.settings, uuid.UUID(job_id), executor=executor,
                           files=context.files)
+        if context.settings.fair_share:
+            nudge_dispatcher(context.settings)  # a slot is free: admit the next job now
         make_spare(context.settings)
     except Exception as error:
         # Only the claim can get here (after it, run_job records every outcome): the store is

@@ -81,6 +81,7 @@ class Watcher:
         self._reason: StopReason | None = None
         self._stopped_at: float | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._last_progress = -1
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"watch-{job_id}", daemon=True)
@@ -138,10 +139,29 @@ class Watcher:
         with self._store.unit_of_work() as session:
             if beat:
                 state = heartbeat(session, self._job_id, attempt=self._attempt,
-                                  lease_seconds=self._lease)
+                                  lease_seconds=self._lease, progress=self._progress())
                 if state is not None:
                     return state
             return run_state(session, self._job_id, attempt=self._attempt)
+
+    def _progress(self) -> int | None:
+        """DuckDB's query_progress() of the statement running now, 0-100; None when there
+        is none or DuckDB cannot tell (-1). Safe from this thread, like interrupt()."""
+        with self._lock:
+            con = self._con
+            if con is None:
+                return None
+            try:
+                value = con.query_progress()
+            except duckdb.Error:
+                return None
+        if value is None or value < 0:
+            return None
+        progress = int(min(100.0, value))
+        if progress <= self._last_progress:  # monotone: a job has several statements
+            return self._last_progress
+        self._last_progress = progress
+        return progress
 
     def _loop(self) -> None:
         last_ok = last_beat = time.monotonic()

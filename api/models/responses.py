@@ -85,6 +85,9 @@ class JobStatistics(BaseModel):
     refresh_reason: str | None = Field(default=None, description="why the run read everything")
     rows_read: int | None = Field(default=None, description="input rows read")
     files_read: int | None = Field(default=None, description="input files read")
+    progress: int | None = Field(
+        default=None, description="0-100 while running: DuckDB's query_progress(), sampled "
+                                  "with the run's heartbeat; null when not known")
 
 
 class Job(BaseModel):
@@ -111,6 +114,11 @@ class Job(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    wait_reason: str | None = Field(
+        default=None,
+        description="GET /jobs/{job_id} of a pending job: why it has not started ('company cap "
+                    "reached', 'cluster full', 'no worker serves its pool', 'retry backoff', "
+                    "'queued for a worker', 'being admitted')")
 
 
 class JobPage(BaseModel):

@@ -14,6 +14,7 @@ from api.models.requests import INT64_MAX, ShortText
 from api.models.responses import Job, JobPage
 from shared.nudge import nudge_dispatcher
 from shared.states import JobState, JobType
+from shared.store.fairshare import wait_reason
 from shared.store.jobs import cancel, get_job, request_cancellation
 from shared.store.listing import MAX_PER_PAGE, JobFilter, JobOrder, list_jobs
 from shared.store.tokens import Principal
@@ -64,9 +65,14 @@ def get_jobs(
 
 
 @router.get("/{job_id}", response_model=Job, responses=errors.NOT_FOUND, summary="Get a job")
-def get_one(job_id: uuid.UUID, principal: CurrentPrincipal, store: StoreDep) -> JSONResponse:
+def get_one(job_id: uuid.UUID, principal: CurrentPrincipal, store: StoreDep,
+            settings: SettingsDep) -> JSONResponse:
     with store.unit_of_work() as session:
-        return JSONResponse(job_to_wire(get_job(session, job_id, company_id=principal.company_id)))
+        job = get_job(session, job_id, company_id=principal.company_id)
+        body = job_to_wire(job)
+        if job.state == JobState.PENDING:
+            body["wait_reason"] = wait_reason(session, settings, job)
+        return JSONResponse(body)
 
 
 @router.post("/{job_id}/request-cancellation", response_model=Job, responses=errors.NOT_FOUND,

@@ -183,15 +183,20 @@ def claim(session: Session, job_id: uuid.UUID, *, executor: str, lease_seconds: 
 
 
 def heartbeat(session: Session, job_id: uuid.UUID, *, attempt: int,
-              lease_seconds: float) -> JobState | None:
+              lease_seconds: float, progress: int | None = None) -> JobState | None:
     """Extend this run's lease. Returns the job's state (running or pending_cancellation),
-    or None when this run has been fenced off (lease taken over, job ended)."""
+    or None when this run has been fenced off (lease taken over, job ended). `progress`
+    (0-100) is kept as the running job's statistics; completion overwrites them."""
     now = utcnow()
+    values: dict[str, Any] = {"heartbeat_at": now,
+                              "lease_expires_at": now + timedelta(seconds=lease_seconds)}
+    if progress is not None:
+        values["statistics"] = {"progress": progress}
     stmt = (
         update(Job)
         .where(Job.id == job_id, Job.attempts == attempt,
                Job.state.in_([JobState.RUNNING.value, JobState.PENDING_CANCELLATION.value]))
-        .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .values(**values)
         .returning(Job.state)
     )
     state = session.execute(stmt, execution_options={"synchronize_session": False}).scalar_one_or_none()

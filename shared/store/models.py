@@ -335,4 +335,31 @@ class ViewProgress(Base):
     input_dataset_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     snapshot_id: Mapped[int] = mapped_column(BigInteger)
     job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class Worker(Base):
+    """A live Celery worker, as it registers itself (issue 12: admission control). Each
+    worker upserts its row every few seconds; the dispatcher sums the concurrency of the
+    rows seen recently per queue to learn how many jobs a cluster or pool can start."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # the Celery node name
+    queue: Mapped[str] = mapped_column(String(255))
+    concurrency: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_workers_queue_seen", "queue", "last_seen"),)
+
+
+class Company(Base):
+    """Per-company overrides of fair share (weight) and admission (cap on running jobs)."""
+
+    __tablename__ = "companies"
+
+    company_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    # None: the deployment's default (DATAPLANE_SHARED_MAX_RUNNING_PER_COMPANY on shared).
+    max_running: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -20,7 +20,9 @@ from tests.scheduler.helpers import Clock, RecordingPublisher, get, new_job, set
 
 def dispatcher(store: Store, publisher: RecordingPublisher, clock: Clock | None = None,
                **settings: object) -> Dispatcher:
-    return Dispatcher(settings=Settings(**settings), store=store, publisher=publisher,
+    # The relay itself, with admission off (FIFO); tests/scheduler/test_admission.py
+    # covers fair share.
+    return Dispatcher(settings=Settings(**{"fair_share": False, **settings}), store=store, publisher=publisher,
                       actor="dispatcher-test", clock=clock or utcnow)
 
 
@@ -192,7 +194,7 @@ def test_broker_loss_republishes_every_pending_job_at_once(store: Store) -> None
     dispatcher(store, first).sweep()
     watch = LostQueues()
     publisher = RecordingPublisher()
-    sweeper = Dispatcher(settings=Settings(), store=store, publisher=publisher, actor="d",
+    sweeper = Dispatcher(settings=Settings(fair_share=False), store=store, publisher=publisher, actor="d",
                          broker_watch=watch)
 
     assert sweeper.sweep().published == ids

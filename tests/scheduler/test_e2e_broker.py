@@ -11,6 +11,7 @@ import redis
 
 from shared.queues import SHARED_QUEUE
 from shared.states import JobState
+from shared.store.fairshare import register_worker
 from tests.processes import wait_for
 from tests.scheduler.cluster import Cluster
 from tests.scheduler.redis_server import PrivateRedis
@@ -44,9 +45,14 @@ def test_a_redis_restart_that_empties_the_queues_loses_no_job(
         cluster: Cluster, private_redis: PrivateRedis) -> None:
     # Far beyond the test: only noticing the restart can bring the messages back.
     cluster.overrides["DATAPLANE_REPUBLISH_AFTER_SECONDS"] = "3600"
+    # Admission control publishes only to a queue some worker serves: a registered one
+    # that consumes nothing yet (kept live for the whole test by a long TTL).
+    cluster.overrides["DATAPLANE_WORKER_TTL_SECONDS"] = "3600"
+    with cluster.store.unit_of_work() as session:
+        register_worker(session, name="not-consuming", queue=SHARED_QUEUE, concurrency=5)
     cluster.import_dataset()
     scheduler = cluster.scheduler()
-    ids = [cluster.submit() for _ in range(5)]  # no worker yet: they wait in the queue
+    ids = [cluster.submit() for _ in range(5)]  # no consumer yet: they wait in the queue
     wait_for(lambda: all(j.published_at is not None for j in cluster.jobs(ids)), timeout=15,
              message="the jobs to be published")
     client = redis.Redis.from_url(private_redis.url)

@@ -11,6 +11,7 @@ import pytest
 
 from shared.nudge import nudge_dispatcher
 from shared.states import JobState
+from shared.store.fairshare import NO_WORKER, wait_reason
 from shared.store.jobs import NewJob, create_job
 from tests.processes import wait_for
 from tests.scheduler.cluster import COMPANY, Cluster
@@ -32,7 +33,10 @@ def test_jobs_run_only_on_workers_of_their_cluster_and_pool(cluster: Cluster) ->
     time.sleep(1.5)  # ample time for a wrongly routed message to be picked up
     for job in cluster.jobs([dedicated, pooled]):
         assert job.state == JobState.PENDING and job.attempts == 0
-        assert job.published_at is not None  # published, waiting in its own queue
+        # Admission control: nothing is published to a queue no live worker serves.
+        assert job.published_at is None
+        with cluster.store.unit_of_work() as session:
+            assert wait_reason(session, cluster.settings, job) == NO_WORKER
 
     cluster.worker("dedicated")
     [done] = cluster.wait_for_states([dedicated], timeout=30)
@@ -55,8 +59,10 @@ def test_priority_two_overtakes_a_queue_of_priority_zero(cluster: Cluster) -> No
         normal = [create_job(session, NewJob(company_id=COMPANY, user_id=1, type="nql-forecast",
                                              nql=nql))[0].id for _ in range(100)]
     nudge_dispatcher(cluster.settings)
-    wait_for(lambda: all(j.published_at is not None for j in cluster.jobs(normal)),
-             timeout=10, interval=0.01, message="the 100 jobs to be queued")
+    # Admission control publishes only what the worker can start soon (here 1 + buffer):
+    # the rest wait in the store, where the urgent job goes ahead of them.
+    wait_for(lambda: any(j.published_at is not None for j in cluster.jobs(normal)),
+             timeout=10, interval=0.01, message="the first jobs to be queued")
 
     urgent = cluster.submit(nql, priority=2)
 

@@ -14,7 +14,9 @@ import pytest
 
 from shared.config import Settings
 from shared.nudge import nudge_dispatcher
+from shared.queues import SHARED_QUEUE
 from shared.store import Store
+from shared.store.fairshare import register_worker
 from tests.processes import REPO_ROOT, start, wait_for
 from tests.scheduler.helpers import get, new_job
 from tests.scheduler.redis_server import PrivateRedis
@@ -52,6 +54,10 @@ def test_a_nudge_publishes_at_once_and_a_signal_stops_the_scheduler(
     try:
         wait_for(lambda: "scheduler running" in scheduler.log() or not scheduler.alive(),
                  timeout=30, message="the scheduler to start")
+        # Admission control publishes only to queues a live worker serves: register one.
+        with store.unit_of_work() as session:
+            register_worker(session, name=f"test-worker-{tmp_path.name}", queue=SHARED_QUEUE,
+                            concurrency=100)  # the store is shared by the parameters
         time.sleep(0.5)  # past its first sweep; the next timed one is a minute away
         latencies = []
         for _ in range(3):

@@ -32,7 +32,7 @@ def queued(client: redis.Redis, key: str) -> list[dict[str, Any]]:
 def test_sweep_publishes_to_the_routed_queue_and_priority_step(
         store: Store, private_redis: PrivateRedis, data_dir: Path) -> None:
     redis_url = private_redis.url
-    settings = Settings(data_dir=data_dir, broker_url=redis_url)
+    settings = Settings(data_dir=data_dir, broker_url=redis_url, fair_share=False)
     pool = uuid.uuid4()
     urgent = new_job(store, priority=2)
     normal = new_job(store)
@@ -60,7 +60,7 @@ def test_sweep_publishes_to_the_routed_queue_and_priority_step(
 
 
 def test_dead_broker_fails_fast_and_the_job_stays_owed(store: Store, data_dir: Path) -> None:
-    settings = Settings(data_dir=data_dir, broker_url="redis://127.0.0.1:1/0",
+    settings = Settings(data_dir=data_dir, broker_url="redis://127.0.0.1:1/0", fair_share=False,
                         publish_timeout_seconds=1)
     job_id = new_job(store)
     publisher = CeleryPublisher.from_settings(settings)

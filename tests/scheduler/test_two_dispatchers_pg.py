@@ -17,7 +17,7 @@ def test_two_dispatchers_never_publish_a_job_twice_in_one_round(pg_store: Store,
     stores = [Store.from_url(pg_database) for _ in range(2)]
     # Slow publishes keep both sweeps' transactions open at the same time.
     publishers = [RecordingPublisher(delay=0.002) for _ in range(2)]
-    sweepers = [Dispatcher(settings=Settings(dispatch_batch_size=25), store=s, publisher=p,
+    sweepers = [Dispatcher(settings=Settings(dispatch_batch_size=25, fair_share=False), store=s, publisher=p,
                            actor=f"d{n}")
                 for n, (s, p) in enumerate(zip(stores, publishers, strict=True))]
     start = threading.Barrier(2)

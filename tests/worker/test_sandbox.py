@@ -83,13 +83,15 @@ def test_settings_are_locked_as_configured(sandbox: tuple[duckdb.DuckDBPyConnect
         "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
         "'lock_configuration', 'autoload_known_extensions', 'autoinstall_known_extensions', "
         "'allow_community_extensions', 'python_enable_replacements', 'threads', "
-        "'max_execution_time', 'temp_directory', 'enable_progress_bar')").fetchall())
+        "'max_execution_time', 'temp_directory', 'enable_progress_bar', "
+        "'enable_progress_bar_print')").fetchall())
     assert settings == {
         "enable_external_access": "false", "lock_configuration": "true",
         "autoload_known_extensions": "false", "autoinstall_known_extensions": "false",
         "allow_community_extensions": "false", "python_enable_replacements": "false",
         "threads": "1", "max_execution_time": "2000",
-        "temp_directory": str(root / "staging" / "job-1" / "tmp"), "enable_progress_bar": "false",
+        "temp_directory": str(root / "staging" / "job-1" / "tmp"), "enable_progress_bar": "true",
+        "enable_progress_bar_print": "false",  # tracked for query_progress(), never printed
     }
 
 
