@@ -169,7 +169,8 @@ def _json_encoder() -> Encoder:
     return encode
 
 
-def _text_field(value: Any) -> str:
+def text_field(value: Any) -> str:
+    """One csv/tsv field in TD's text formats (nested values as JSON)."""
     value = td_value(value, binary=False)
     if value is None:
         return ""
@@ -184,7 +185,7 @@ def _delimited_encoder(delimiter: str) -> Encoder:
     def encode(batch: list[tuple[Any, ...]]) -> bytes:
         buffer = io.StringIO()
         writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-        writer.writerows([_text_field(v) for v in row] for row in batch)
+        writer.writerows([text_field(v) for v in row] for row in batch)
         return buffer.getvalue().encode()
     return encode
 

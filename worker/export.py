@@ -35,7 +35,7 @@ from shared.export_target import Credentials, Location, decrypt_credentials
 from shared.exports import location_of
 from shared.store.jobs import complete
 from shared.store.models import TdJob
-from shared.td_results import td_value
+from shared.td_results import td_value, text_field
 from worker.export_source import source_tables
 from worker.lifecycle import Outcome
 from worker.watch import RunStopped, StopReason
@@ -99,17 +99,6 @@ def upload(location: Location, credentials: Credentials, key: str, path: Path) -
 
 # -- formats ------------------------------------------------------------------------------------
 
-def _text_field(value: Any) -> str:
-    value = td_value(value, binary=False)
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
 def _rows(table: pa.Table) -> Iterator[tuple[Any, ...]]:
     return zip(*(column.to_pylist() for column in table.columns), strict=True)
 
@@ -147,7 +136,7 @@ def write_file(path: Path, fmt: str, names: list[str], tables: Iterator[pa.Table
             for table in tables:
                 check()
                 for row in _rows(table):
-                    writer_.writerow([_text_field(v) for v in row])
+                    writer_.writerow([text_field(v) for v in row])
                     rows += 1
         else:  # json.gz, jsonl.gz: one JSON object per line
             for table in tables:
