@@ -335,6 +335,7 @@ class ViewProgress(Base):
     input_dataset_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     snapshot_id: Mapped[int] = mapped_column(BigInteger)
     job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Worker(Base):

@@ -119,9 +119,11 @@ def test_priority_overtakes_and_low_priority_still_runs(cluster: Cluster) -> Non
     overtaken = sum(1 for n in normal if jobs[n].started_at > jobs[urgent].started_at)
     assert overtaken >= 15, overtaken
 
-    # A -2 job, then priority-2 jobs arriving faster than they run, for 6 s.
+    # Behind a backlog of priority-2 jobs (so it cannot start at once on an idle worker), a
+    # -2 job, then priority-2 jobs arriving faster than they run, for 6 s.
+    backlog = submit_many(cluster, 1, 5, nql, priority=2)
     [low] = submit_many(cluster, 1, 1, nql, priority=-2)
-    stream: list[uuid.UUID] = []
+    stream: list[uuid.UUID] = list(backlog)
     ends = time.monotonic() + 6
     while time.monotonic() < ends:
         stream += submit_many(cluster, 1, 1, nql, priority=2)
@@ -130,9 +132,9 @@ def test_priority_overtakes_and_low_priority_still_runs(cluster: Cluster) -> Non
     jobs = {j.id: j for j in cluster.wait_for_states([low, *stream], timeout=180)}
     assert all(j.state == JobState.COMPLETED for j in jobs.values())
     # The -2 job aged past fresh priority-2 jobs: it ran while they kept arriving, and
-    # only after the urgent ones submitted just after it.
+    # only after the urgent ones submitted before it had started.
     assert jobs[low].ended_at < stream_ended
-    assert jobs[low].started_at > jobs[stream[0]].started_at
+    assert jobs[low].started_at > jobs[backlog[0]].started_at
     assert any(jobs[s].started_at > jobs[low].started_at for s in stream)
 
 
