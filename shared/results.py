@@ -116,7 +116,11 @@ def json_value(value: Any) -> Any:
 
 def csv_text(value: Any) -> str:
     """One CSV field: the results value, with nested values as JSON."""
-    value = json_value(value)
+    return delimited_text(json_value(value))
+
+
+def delimited_text(value: Any) -> str:
+    """A JSON-ready value as one CSV/TSV field: empty for NULL, nested values as JSON."""
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -32,7 +32,7 @@ from typing import Any
 import msgpack
 from sqlalchemy.orm import Session
 
-from shared.results import ResultRows, result_rows
+from shared.results import ResultRows, delimited_text, result_rows
 from shared.storage import ObjectExists, ObjectNotFound, Storage
 from shared.store.models import Job
 from shared.store.td import gz_key, set_result_size, td_job
@@ -171,14 +171,7 @@ def _json_encoder() -> Encoder:
 
 def text_field(value: Any) -> str:
     """One csv/tsv field in TD's text formats (nested values as JSON)."""
-    value = td_value(value, binary=False)
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
+    return delimited_text(td_value(value, binary=False))
 
 
 def _delimited_encoder(delimiter: str) -> Encoder:
