@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from api.metrics import _family, _labels
+from api.metrics import _family, _labels, histogram_lines
 from shared.config import Settings
 from shared.store.fairshare import CompanyLoad, in_flight, live_capacity, load_by_company
 from shared.store.models import Job
@@ -69,10 +69,5 @@ def _company(load: CompanyLoad) -> str:
 
 def _histogram(row: Any) -> list[str]:
     cluster, count, total, *buckets = row
-    name = "dataplane_queue_wait_seconds"
-    out = [f"{name}_bucket{_labels(cluster=cluster, le=le)} {int(n or 0)}"
-           for le, n in zip(WAIT_BUCKETS, buckets, strict=True)]
-    out.append(f"{name}_bucket{_labels(cluster=cluster, le='+Inf')} {count}")
-    out.append(f"{name}_sum{_labels(cluster=cluster)} {float(total):.3f}")
-    out.append(f"{name}_count{_labels(cluster=cluster)} {count}")
-    return out
+    return histogram_lines("dataplane_queue_wait_seconds", {"cluster": cluster}, WAIT_BUCKETS, count, total,
+                           buckets)

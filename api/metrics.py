@@ -87,15 +87,21 @@ def job_lines(session: Session) -> list[str]:
     return lines
 
 
+def histogram_lines(name: str, labels: dict[str, Any], bounds: Sequence[Any], count: int, total: Any,
+                    buckets: Sequence[Any]) -> list[str]:
+    """One Prometheus histogram series: cumulative buckets, +Inf, sum and count."""
+    out = [f"{name}_bucket{_labels(**labels, le=le)} {int(n or 0)}"
+           for le, n in zip(bounds, buckets, strict=True)]
+    out.append(f"{name}_bucket{_labels(**labels, le='+Inf')} {count}")
+    out.append(f"{name}_sum{_labels(**labels)} {float(total):.3f}")
+    out.append(f"{name}_count{_labels(**labels)} {count}")
+    return out
+
+
 def _histogram(row: Sequence[Any]) -> list[str]:
     type_, state, count, total, *buckets = row
-    name = "dataplane_job_duration_seconds"
-    out = [f"{name}_bucket{_labels(type=type_, state=state, le=le)} {int(n or 0)}"
-           for le, n in zip(DURATION_BUCKETS, buckets, strict=True)]
-    out.append(f"{name}_bucket{_labels(type=type_, state=state, le='+Inf')} {count}")
-    out.append(f"{name}_sum{_labels(type=type_, state=state)} {float(total):.3f}")
-    out.append(f"{name}_count{_labels(type=type_, state=state)} {count}")
-    return out
+    return histogram_lines("dataplane_job_duration_seconds", {"type": type_, "state": state},
+                           DURATION_BUCKETS, count, total, buckets)
 
 
 def queue_depths(settings: Settings) -> dict[tuple[str, str], int]:
