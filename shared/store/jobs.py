@@ -45,6 +45,17 @@ class NewJob:
     job_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
+# Built once: these run for every job, and SQLAlchemy's per-call statement construction
+# and ORM bulk path cost more CPU than the statements themselves (bench/PROFILE.md).
+_INSERT_JOB = {
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(Job)
+    .on_conflict_do_nothing(index_elements=["company_id", "idempotency_key"])
+    .returning(Job.id)
+    for dialect in (postgresql, sqlite)
+}
+_INSERT_TRANSITION = insert(JobTransition).returning(JobTransition.id)
+
+
 def failure_entry(message: str, value: dict[str, Any] | None = None,
                   at: datetime | None = None) -> dict[str, Any]:
     """A `failures[]` element as the wire format has it."""
@@ -65,13 +76,8 @@ def create_job(session: Session, new: NewJob, *, actor: str = "api") -> tuple[Jo
         "priority": new.priority, "retry_limit": new.retry_limit, "attempts": 0,
         "infra_retries": 0, "statistics": {}, "created_at": now, "updated_at": now,
     }
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(Job).values(**row)
-        .on_conflict_do_nothing(index_elements=["company_id", "idempotency_key"])
-        .returning(Job.id)
-    )
-    inserted = session.execute(stmt).scalar_one_or_none()
+    connection = session.connection()
+    inserted = connection.execute(_INSERT_JOB[connection.dialect.name], row).scalar_one_or_none()
     if inserted is None:
         existing = session.scalars(
             select(Job).where(Job.company_id == new.company_id, Job.idempotency_key == key)
@@ -98,13 +104,13 @@ def get_job(session: Session, job_id: uuid.UUID, *, company_id: int | None = Non
 
 def _log(session: Session, job_id: uuid.UUID, source: JobState | None, target: JobState, *,
          actor: str, reason: str | None, attempt: int) -> None:
-    # A Core INSERT, not session.add + flush: the ORM unit of work costs more CPU than the
-    # round trip on a job's hot path, and nothing reads the row back.
+    # A Core INSERT built once, not session.add + flush: the ORM unit of work (and building
+    # the statement per call) costs more CPU than the round trip on a job's hot path.
     at = utcnow()
-    transition_id = session.execute(insert(JobTransition).values(
-        job_id=job_id, from_state=source.value if source else None, to_state=target.value,
-        attempt=attempt, at=at, actor=actor, reason=reason,
-    ).returning(JobTransition.id)).scalar_one()
+    transition_id = session.connection().execute(_INSERT_TRANSITION, {
+        "job_id": job_id, "from_state": source.value if source else None, "to_state": target.value,
+        "attempt": attempt, "at": at, "actor": actor, "reason": reason,
+    }).scalar_one()
     # The webhooks outbox, in this same transaction (see shared/store/webhooks.py).
     enqueue_deliveries(session, job_id=job_id, transition_id=transition_id, previous=source,
                        target=target, at=at)

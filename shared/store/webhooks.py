@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from shared.errors import InvalidRequest, NotFound
@@ -121,27 +121,44 @@ def subscription_to_wire(row: WebhookSubscription, *, with_secret: bool = False)
 # --- the outbox -----------------------------------------------------------------------
 
 
+def _build_enqueue() -> Any:
+    """The outbox INSERT ... SELECT, built once: it runs on every transition of every job,
+    and building it per call cost more CPU than executing it."""
+    s = WebhookSubscription
+    ts = UTCDateTime()
+    at = bindparam("at", type_=ts)
+    matching = (
+        select(s.id, Job.id, bindparam("transition_id", type_=WebhookDelivery.transition_id.type),
+               bindparam("previous", type_=WebhookDelivery.previous_state.type),
+               bindparam("state", type_=WebhookDelivery.state.type), at,
+               literal(PENDING), literal(0), at, at)
+        .select_from(s).join(Job, Job.company_id == s.company_id)
+        .where(Job.id == bindparam("job_id", type_=Job.id.type), s.enabled.is_(True),
+               or_(s.match_states == "", s.match_states.contains(bindparam("state_pattern"))),
+               or_(s.match_job_ids == "", s.match_job_ids.contains(bindparam("job_pattern"))),
+               or_(s.match_job_types == "",
+                   s.match_job_types.contains(literal(",") + Job.type + literal(","))))
+    )
+    return insert(WebhookDelivery).from_select(
+        ["subscription_id", "job_id", "transition_id", "previous_state", "state", "occurred_at",
+         "status", "attempts", "next_attempt_at", "created_at"], matching,
+    ).returning(WebhookDelivery.id)
+
+
+_ENQUEUE = _build_enqueue()
+
+
 def enqueue_deliveries(session: Session, *, job_id: uuid.UUID, transition_id: int,
                        previous: JobState | None, target: JobState, at: datetime) -> int:
     """One pending delivery per enabled, matching subscription of the job's company, in
     the caller's transaction. Returns how many were made."""
-    s = WebhookSubscription
-    ts = UTCDateTime()
-    matching = (
-        select(s.id, Job.id, literal(transition_id), literal(previous.value if previous else None),
-               literal(target.value), literal(at, ts), literal(PENDING), literal(0),
-               literal(at, ts), literal(at, ts))
-        .select_from(s).join(Job, Job.company_id == s.company_id)
-        .where(Job.id == job_id, s.enabled.is_(True),
-               or_(s.match_states == "", s.match_states.contains(f",{target.value},")),
-               or_(s.match_job_ids == "", s.match_job_ids.contains(f",{job_id},")),
-               or_(s.match_job_types == "",
-                   s.match_job_types.contains(literal(",") + Job.type + literal(","))))
-    )
-    stmt = insert(WebhookDelivery).from_select(
-        ["subscription_id", "job_id", "transition_id", "previous_state", "state", "occurred_at",
-         "status", "attempts", "next_attempt_at", "created_at"], matching)
-    made = execute_dml(session, stmt)
+    # Core execution on the session's connection: the ORM's bulk-insert path reports no
+    # row count for INSERT ... SELECT, and costs more CPU.
+    made = len(session.connection().execute(_ENQUEUE, {
+        "job_id": job_id, "transition_id": transition_id,
+        "previous": previous.value if previous else None, "state": target.value, "at": at,
+        "state_pattern": f",{target.value},", "job_pattern": f",{job_id},",
+    }).all())
     if made:
         # The job as GET /jobs/{id} shows it at this commit (the UPDATE already ran).
         job = session.execute(select(Job).where(Job.id == job_id)

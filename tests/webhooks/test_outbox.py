@@ -162,3 +162,25 @@ def test_failures_back_off_then_fail_and_disable_the_subscription(store: Store) 
         cancel(session, job_ids[0], actor="t")
     assert len(_deliveries(store, sub)) == len(rows)
     assert JobState.CANCELLED
+
+
+def test_enqueue_counts_what_it_made_and_renders_nothing_without_a_match(store: Store) -> None:
+    # The count decides whether the job's wire snapshot is rendered (a SELECT, JSON and an
+    # UPDATE per transition): with no matching subscription it must be 0, not "unknown".
+    from shared.store.models import JobTransition
+    from shared.store.webhooks import enqueue_deliveries
+
+    job_id = _job(store)
+    _sub(store, company_id=2)
+    _sub(store, states=["failed"])
+
+    def enqueue() -> int:
+        with store.unit_of_work() as session:
+            transition = session.scalars(select(JobTransition).where(JobTransition.job_id == job_id)).one()
+            return enqueue_deliveries(session, job_id=job_id, transition_id=transition.id,
+                                      previous=None, target=JobState.COMPLETED, at=utcnow())
+    assert enqueue() == 0
+    first, second = _sub(store), _sub(store, states=["completed"])
+    assert enqueue() == 2
+    assert [json.loads(r.payload or "")["job_id"] for s in (first, second) for r in _deliveries(store, s)] \
+        == [str(job_id)] * 2
