@@ -67,6 +67,9 @@ class Target:
     carried_files: tuple[str, ...] = ()
     carried_rows: int = 0
     carried_bytes: int = 0
+    # The dataset had no snapshot when the run found it: an append will most likely publish
+    # exactly the new files (the publish re-checks; this only says which statistics to make).
+    was_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ def ensure_target(session: Session, job: Job, compiled: CompiledQuery) -> Target
     if dataset.expire != view.expire:  # the retention duty reads it from here
         dataset.expire = view.expire
     return Target(dataset_id=dataset.id, write_mode=view.write_mode, columns=columns,
-                  refresh_schedule=view.refresh_schedule)
+                  refresh_schedule=view.refresh_schedule, was_empty=dataset.current_snapshot_id is None)
 
 
 def _columns(columns: tuple[tuple[str, str], ...]) -> str:

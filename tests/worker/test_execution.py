@@ -259,3 +259,34 @@ def test_budget_exceeded_fails_before_writing(
     assert not object_keys(wsettings, f"{job.dataset_id}/{job.id}")
     outcome, job = run(pg_store, wsettings, HOURS_VIEW + " BUDGET 1000000 USD")
     assert outcome == Outcome.COMPLETED
+
+
+def test_statistics_of_a_snapshot_without_parent_come_from_the_jobs_own_database(
+        pg_store: Store, wsettings: Settings, seed: dict[str, Any], no_leftovers: None,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.execute
+    from worker.stats import compute_column_stats
+
+    def second_database(*_: Any, **__: Any) -> None:
+        raise AssertionError("a second DuckDB database was opened for the statistics")
+
+    def expected_stats(job_id: uuid.UUID) -> tuple[Snapshot, dict[str, Any]]:
+        snapshot = _snapshot(pg_store, job_id)
+        assert snapshot is not None
+        files = local_copies(wsettings, snapshot.files, tmp_path / str(job_id))
+        columns = [(str(n), str(t)) for n, t in _dataset(pg_store, snapshot.dataset_id).schema]
+        return snapshot, compute_column_stats(duckdb.connect(), files, columns)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(worker.execute, "trusted_connection", second_database)
+        _, first = run(pg_store, wsettings, HOURS_VIEW)  # append mode, but the first snapshot
+        _, second = run(pg_store, wsettings, HOURS_OVERWRITE_VIEW)
+    for job in (first, second):
+        assert job.state == JobState.COMPLETED, job.failures
+        snapshot, expected = expected_stats(job.id)
+        assert snapshot.column_stats == expected and expected["h"]["count"] == snapshot.row_count > 0
+    # An append on top of a parent still describes the whole snapshot, old files and new.
+    _, third = run(pg_store, wsettings, HOURS_VIEW)
+    snapshot, expected = expected_stats(third.id)
+    assert len(snapshot.files) == 2 and snapshot.column_stats == expected
+    assert expected["h"]["count"] == snapshot.row_count == 2 * _snapshot(pg_store, second.id).row_count  # type: ignore[union-attr]
