@@ -269,13 +269,17 @@ def _publish_once(store: Store, *, job_id: uuid.UUID, attempt: int, executor: st
                   statistics: Callable[[], dict[str, Any]],
                   on_publish: Callable[[Session, Any], None] | None = None) -> dict[str, Any]:
     column_stats, expected = None, None
-    if stats is not None:  # statistics describe the new snapshot: they need its parent first
-        expected, parent_files = _parent(store, target.dataset_id)
-        keep = target.write_mode == "append" and expected is not None
-        column_stats = stats(parent_files if keep else [])
+    # Statistics describe the new snapshot: an append's need its parent first (and the
+    # parent must still be current at publish); an overwrite's are of its own files alone.
+    parent_matters = stats is not None and target.write_mode == "append"
+    if stats is not None:
+        parent_files: list[str] = []
+        if parent_matters:
+            expected, parent_files = _parent(store, target.dataset_id)
+        column_stats = stats(parent_files)
     with store.unit_of_work() as session:
         dataset = get_dataset(session, target.dataset_id)
-        if stats is not None and dataset.current_snapshot_id != expected:
+        if parent_matters and dataset.current_snapshot_id != expected:
             raise SnapshotConflict(f"dataset {dataset.id} changed while publishing")
         keep = target.write_mode == "append" and dataset.current_snapshot_id is not None
         snapshot = publish_snapshot(
