@@ -177,11 +177,10 @@ def prepare(run: Run) -> Plan:
 
 def _target(run: Run, compiled: CompiledQuery) -> Target:
     """The view's dataset, found or created, recorded on the job (fenced by the attempt)."""
-    with run.store.unit_of_work() as session:
-        job = get_job(session, run.job.job_id)
-        target = ensure_target(session, job, compiled)
-        if not set_compiled_sql(session, job.id, attempt=run.job.attempt, sql=compiled.select_sql,
-                                dataset_id=target.dataset_id):
+    with run.store.unit_of_work() as session:  # what it needs of the job came with the claim
+        target = ensure_target(session, run.job, compiled)
+        if not set_compiled_sql(session, run.job.job_id, attempt=run.job.attempt,
+                                sql=compiled.select_sql, dataset_id=target.dataset_id):
             raise RunStopped(run.watcher.reason or StopReason.FENCED)
     return target
 

@@ -53,6 +53,7 @@ class Claimed:
     infra_retries: int
     created_at: datetime
     started_at: datetime
+    dataset_id: int | None = None  # the dataset a refresh (or a view re-run) writes
 
     def statistics(self, *, rows: int = 0, size: int = 0) -> dict[str, Any]:
         now = utcnow()
@@ -81,7 +82,8 @@ def claim_job(store: Store, settings: Settings, job_id: uuid.UUID, *, executor: 
         claimed = Claimed(job_id=job_id, attempt=row.attempt, company_id=row.company_id,
                           type=row.type, nql=row.nql, stats_enabled=row.stats_enabled,
                           retry_limit=row.retry_limit, infra_retries=row.infra_retries,
-                          created_at=row.created_at, started_at=row.started_at)
+                          created_at=row.created_at, started_at=row.started_at,
+                          dataset_id=row.dataset_id)
         return claimed, read(session, claimed)
 
 

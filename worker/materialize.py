@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 from sqlalchemy.exc import IntegrityError
@@ -43,7 +43,6 @@ from shared.store.datasets import (
 )
 from shared.store.db import is_disconnect
 from shared.store.jobs import complete, get_job
-from shared.store.models import Job
 from shared.store.schedules import record_view_schedule
 from worker.sandbox import sql_string
 from worker.staging import Staging
@@ -86,7 +85,18 @@ class Staged:
 OUTPUT_FILE_BYTES = 256 * 1024 * 1024
 
 
-def _find_or_create(session: Session, job: Job, compiled: CompiledQuery,
+class ViewJob(Protocol):
+    """What finding a view's target needs of its job (the claimed row)."""
+
+    @property
+    def company_id(self) -> int: ...
+    @property
+    def nql(self) -> str: ...
+    @property
+    def dataset_id(self) -> int | None: ...
+
+
+def _find_or_create(session: Session, job: ViewJob, compiled: CompiledQuery,
                     columns: tuple[tuple[str, str], ...]) -> Any:
     view = compiled.view
     assert view is not None
@@ -107,7 +117,7 @@ def _find_or_create(session: Session, job: Job, compiled: CompiledQuery,
     raise SnapshotConflict(f"could not create dataset {view.name!r}")
 
 
-def ensure_target(session: Session, job: Job, compiled: CompiledQuery) -> Target:
+def ensure_target(session: Session, job: ViewJob, compiled: CompiledQuery) -> Target:
     view = compiled.view
     if view is None:
         raise UserError("A materialize-view job needs a CREATE MATERIALIZED VIEW statement")
