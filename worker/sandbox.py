@@ -103,10 +103,10 @@ def _configured(static: _Static | None) -> tuple[duckdb.DuckDBPyConnection, _Sta
 
 
 # Starting a DuckDB database costs ~20 ms of CPU (it registers every built-in function), a
-# large part of a small job, and closing one ~6 ms. So a pool process keeps the next job's
-# database, with the settings that do not depend on the job, one step ahead on a background
-# thread (started when the process starts, then as soon as a job takes its database); and a
-# finished job's database is closed on that thread too. A spare is still fresh (never used by a job, given its job's
+# large part of a small job, and closing one ~6 ms. So a pool process makes the next job's
+# database, with the settings that do not depend on the job, on a background thread while
+# the task returns, is acked and the next message fetched; and a finished job's database is
+# closed on that thread too. A spare is still fresh (never used by a job, given its job's
 # directories, views and lockdown by the job that takes it) and never crosses a fork (kept
 # with its pid). DuckDB releases the GIL while it starts and closes.
 _spare: tuple[int, Future[tuple[duckdb.DuckDBPyConnection, _Static | None]]] | None = None
@@ -142,10 +142,6 @@ def _fresh(static: _Static) -> tuple[duckdb.DuckDBPyConnection, bool]:
     global _spare
     spare, _spare = _spare, None
     if spare is not None and spare[0] == os.getpid():
-        # A process that runs on spares starts the next one now, while this job runs (on
-        # the other core, GIL released), not when it ends: a job that follows at once (a
-        # busy queue, or a client waiting on each job) then never waits for its database.
-        _spare = (os.getpid(), _executor().submit(_configured, static))
         try:
             con, configured = spare[1].result()
         except duckdb.Error:
