@@ -125,6 +125,17 @@ class Sampler:
         over the contended samples. Only companies that had at least `min_backlog` jobs
         waiting at some point are in sustained contention: a company with a single job
         is served by the next free slot (the tests check that by start order instead)."""
+        slots, seen, deepest = self._waiting_counts()
+        averages = [slots[c] / seen[c] for c in seen if deepest[c] >= min_backlog]
+        return jain(averages) if len(averages) >= 2 else 0.0
+
+    def averages(self) -> dict[int, float]:
+        slots, seen, _ = self._waiting_counts()
+        return {c: round(slots[c] / seen[c], 2) for c in sorted(seen)}
+
+    def _waiting_counts(self) -> tuple[Counter[int], Counter[int], Counter[int]]:
+        """Per company, over the contended samples in which it had jobs waiting: the slots
+        it held (summed), how many such samples, and its deepest backlog."""
         slots: Counter[int] = Counter()
         seen: Counter[int] = Counter()
         deepest: Counter[int] = Counter()
@@ -134,15 +145,4 @@ class Sampler:
                     slots[company] += sample.running.get(company, 0)
                     seen[company] += 1
                     deepest[company] = max(deepest[company], waiting)
-        averages = [slots[c] / seen[c] for c in seen if deepest[c] >= min_backlog]
-        return jain(averages) if len(averages) >= 2 else 0.0
-
-    def averages(self) -> dict[int, float]:
-        slots: Counter[int] = Counter()
-        seen: Counter[int] = Counter()
-        for sample in self.contended():
-            for company, waiting in sample.pending.items():
-                if waiting > 0:
-                    slots[company] += sample.running.get(company, 0)
-                    seen[company] += 1
-        return {c: round(slots[c] / seen[c], 2) for c in sorted(seen)}
+        return slots, seen, deepest
